@@ -1,0 +1,1 @@
+"""Relational storage: SQLAlchemy tables, engine set-up and the low-level repository."""

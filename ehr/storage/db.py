@@ -1,0 +1,64 @@
+"""Engines for the two supported databases.
+
+* SQLite (embedded default): WAL journal, a busy timeout, and ``BEGIN IMMEDIATE`` for write
+  transactions, so SQLite's single writer serializes all writes (conditional create included)
+  while readers go on in parallel.
+* PostgreSQL (production, psycopg 3): READ COMMITTED with row locks (``SELECT … FOR UPDATE``)
+  and transaction-scoped advisory locks where a write depends on a search (conditional create).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+
+__all__ = ["WRITE", "is_postgres", "is_sqlite", "make_engine"]
+
+#: execution option marking a connection that will write (SQLite: BEGIN IMMEDIATE)
+WRITE = {"ehr_write": True}
+
+
+def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+def is_postgres(engine_or_conn: Engine | Connection) -> bool:
+    return engine_or_conn.dialect.name == "postgresql"
+
+
+def make_engine(url: str, *, pool_size: int = 20, statement_timeout_ms: int = 30_000) -> Engine:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=False
+        )
+        _configure_sqlite(engine)
+        return engine
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        kwargs["connect_args"] = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("ehr_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")

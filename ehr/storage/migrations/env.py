@@ -1,0 +1,31 @@
+"""Alembic environment: runs on the connection handed over by :func:`ehr.storage.migrate.upgrade`
+(or builds an engine from ``EHR_DATABASE_URL`` when run through the ``alembic`` CLI)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import ehr.search.tables  # noqa: F401  (registers the index tables on the metadata)
+from ehr.storage.tables import metadata
+
+config = context.config
+target_metadata = metadata
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        from ehr.settings import get_settings
+        from ehr.storage.db import make_engine
+
+        engine = make_engine(get_settings().resolved_database_url())
+        with engine.begin() as conn:
+            context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+            context.run_migrations()
+        return
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations_online()

@@ -1,0 +1,544 @@
+"""The FHIR store: the Python API every other part of the exchange builds on.
+
+    from ehr import Store
+    store = Store("sqlite:///ehr.sqlite")          # or postgresql+psycopg://…
+    store.migrate()                                  # create / upgrade the schema (Alembic)
+    created = store.create({"resourceType": "Patient", "name": [{"family": "张"}]})
+    current = store.read("Patient", created.rid)      # StoredResource: bytes as served + version
+    store.update("Patient", created.rid, {...}, if_match=1)
+    page = store.search("Patient", [("family", "张")])
+
+Semantics follow http://hl7.org/fhir/R4/http.html: the server owns ``id`` on create and
+``meta.versionId``/``meta.lastUpdated`` always; every version is kept; a delete writes a
+deletion version and later reads answer 410; ``If-Match`` refuses a stale version with 412.
+
+Writes run in one database transaction per interaction (or per transaction Bundle, through
+:meth:`Store.write`): current row, history row and index rows commit together. On PostgreSQL,
+writes lock the current row (``SELECT … FOR UPDATE``); conditional writes take a transaction-scoped
+advisory lock on their condition, so 50 identical concurrent conditional creates make exactly one
+resource. On SQLite every write transaction starts with ``BEGIN IMMEDIATE``: one writer at a time.
+
+Domain services (booking) enforce their rules on plain FHIR writes through :class:`WriteHook`s,
+called inside the write transaction before rows are written; raising a ``FhirError`` there
+rolls the whole write back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from ehr.definitions import SearchParamRegistry, resource_types, search_parameters
+from ehr.errors import (
+    BadRequest,
+    Conflict,
+    FhirError,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+)
+from ehr.model import dumps, loads, stamp
+from ehr.search.dates import now_us, us_to_instant
+from ehr.storage.db import WRITE, is_postgres, make_engine
+from ehr.storage.repository import CurrentRow, Repository
+
+__all__ = [
+    "PendingWrite",
+    "Store",
+    "StoredResource",
+    "WriteContext",
+    "WriteHook",
+    "WriteResult",
+]
+
+ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
+def check_id(rid: str) -> None:
+    """A logical id is 1-64 of ``[A-Za-z0-9\\-.]`` (http://hl7.org/fhir/R4/datatypes.html#id)."""
+    if not rid or len(rid) > 64 or not ID_CHARS.issuperset(rid):
+        raise BadRequest(f"Invalid resource id {rid!r}: 1-64 characters of A-Z a-z 0-9 - .", "value")
+
+
+def check_type(rtype: str) -> None:
+    if rtype not in resource_types():
+        raise NotFound(f"Unknown resource type {rtype!r}", "not-supported")
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    """One version of a resource as stored: ``data`` is the exact JSON served."""
+
+    rtype: str
+    rid: str
+    version: int
+    last_updated: int  # µs since epoch
+    data: bytes
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def last_modified(self) -> str:
+        return us_to_instant(self.last_updated)
+
+    def resource(self) -> dict[str, Any]:
+        return loads(self.data)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of one write. ``outcome`` is created | updated | deleted | existing | unchanged."""
+
+    rtype: str
+    rid: str
+    version: int
+    last_updated: int
+    data: bytes | None
+    outcome: str
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "created"
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def last_modified(self) -> str:
+        return us_to_instant(self.last_updated)
+
+    def stored(self) -> StoredResource:
+        assert self.data is not None
+        return StoredResource(self.rtype, self.rid, self.version, self.last_updated, self.data)
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """A write about to happen, shown to hooks. ``resource`` is None for a delete."""
+
+    kind: str  # create | update | delete
+    rtype: str
+    rid: str
+    resource: dict[str, Any] | None
+    previous: dict[str, Any] | None
+
+
+class WriteHook(Protocol):
+    """Called inside the write transaction before rows are written. Raise FhirError to refuse.
+
+    A hook may change ``write.resource`` in place (e.g. set Slot.status) and may write other
+    resources through ``ctx`` (they join the same transaction).
+    """
+
+    def before_write(self, ctx: WriteContext, write: PendingWrite) -> None: ...
+
+
+class Validator(Protocol):
+    def __call__(
+        self, resource: Any, *, expected_type: str | None = None, expected_id: str | None = None
+    ) -> None: ...
+
+
+def _default_validator() -> Validator:
+    from ehr.validation import validate_resource
+
+    return validate_resource
+
+
+def parse_condition(query: str) -> list[tuple[str, str]]:
+    """``identifier=x&name=y`` -> params; an empty condition is a 400."""
+    params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+    if not params:
+        raise BadRequest("A conditional interaction needs search parameters", "invalid")
+    return params
+
+
+class WriteContext:
+    """The writes of one database transaction. Obtain one with :meth:`Store.write`."""
+
+    def __init__(self, store: Store, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.repo = Repository(conn)
+        self._clock = 0
+        self.after_commit: list[Callable[[], None]] = []
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _now(self, after: int = 0) -> int:
+        t = max(now_us(), after + 1, self._clock + 1)
+        self._clock = t
+        return t
+
+    def _prepare(self, resource: Any, rtype: str | None, rid: str | None, validate: bool) -> dict[str, Any]:
+        if validate:
+            self.store.validator(resource, expected_type=rtype, expected_id=rid)
+        elif not isinstance(resource, dict) or "resourceType" not in resource:
+            raise BadRequest("Body must be a FHIR resource (a JSON object with resourceType)")
+        return resource  # type: ignore[no-any-return]
+
+    def _run_hooks(self, write: PendingWrite) -> None:
+        for hook in self.store.hooks:
+            hook.before_write(self, write)
+
+    def lock_condition(self, rtype: str, params: Sequence[tuple[str, str]]) -> None:
+        """Serialize writers that depend on the same search condition (PostgreSQL advisory lock;
+        SQLite's single writer already serializes them)."""
+        if is_postgres(self.conn):
+            canon = rtype + "?" + "&".join(f"{k}={v}" for k, v in sorted(params))
+            key = int.from_bytes(hashlib.sha256(canon.encode()).digest()[:8], "big", signed=True)
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    def match(self, rtype: str, params: Sequence[tuple[str, str]], limit: int = 2) -> list[CurrentRow]:
+        """Current resources matching a search condition (at most ``limit``)."""
+        pks = self.store.search_engine.match(self.conn, rtype, list(params), limit=limit)
+        return self.repo.current_by_pks(pks)
+
+    # -- interactions --------------------------------------------------------------------------
+    def create(self, resource: Any, *, validate: bool = True) -> WriteResult:
+        """http://hl7.org/fhir/R4/http.html#create: the server assigns the id."""
+        res = self._prepare(resource, None, None, validate)
+        rtype = res["resourceType"]
+        rid = str(uuid.uuid4())
+        return self._insert(rtype, rid, res)
+
+    def _insert(self, rtype: str, rid: str, res: dict[str, Any]) -> WriteResult:
+        write = PendingWrite("create", rtype, rid, res, None)
+        self._run_hooks(write)
+        assert write.resource is not None
+        ts = self._now()
+        body = stamp(write.resource, rid, 1, ts)
+        data = dumps(body)
+        try:
+            with self.conn.begin_nested():
+                self.repo.insert_new(rtype, rid, ts, data, self.store.index(body))
+        except IntegrityError as exc:
+            raise Conflict(f"{rtype}/{rid} already exists", "duplicate") from exc
+        return WriteResult(rtype, rid, 1, ts, data, "created")
+
+    def conditional_create(self, resource: Any, if_none_exist: str, *, validate: bool = True) -> WriteResult:
+        """http://hl7.org/fhir/R4/http.html#ccreate: create unless ``If-None-Exist`` matches."""
+        res = self._prepare(resource, None, None, validate)
+        rtype = res["resourceType"]
+        params = parse_condition(if_none_exist)
+        self.lock_condition(rtype, params)
+        found = self.match(rtype, params)
+        if len(found) > 1:
+            raise PreconditionFailed(
+                f"If-None-Exist '{if_none_exist}' matches more than one {rtype}", "multiple-matches"
+            )
+        if found:
+            cur = found[0]
+            assert cur.data is not None
+            return WriteResult(rtype, cur.rid, cur.version, cur.last_updated, cur.data, "existing")
+        return self._insert(rtype, str(uuid.uuid4()), res)
+
+    def update(
+        self,
+        rtype: str,
+        rid: str,
+        resource: Any,
+        *,
+        if_match: int | None = None,
+        validate: bool = True,
+        method: str = "update",
+    ) -> WriteResult:
+        """http://hl7.org/fhir/R4/http.html#update, including update-as-create with a client id."""
+        check_id(rid)
+        res = self._prepare(resource, rtype, rid, validate)
+        cur = self.repo.current(rtype, rid, lock=True)
+        if cur is None:
+            if if_match is not None:
+                raise PreconditionFailed(f"{rtype}/{rid} does not exist (If-Match {if_match})")
+            return self._insert(rtype, rid, res)
+        if if_match is not None and if_match != cur.version:
+            raise PreconditionFailed(
+                f"Version conflict on {rtype}/{rid}: If-Match {if_match}, current {cur.version}",
+                "conflict",
+            )
+        previous = None if cur.deleted or cur.data is None else loads(cur.data)
+        write = PendingWrite("update", rtype, rid, res, previous)
+        self._run_hooks(write)
+        assert write.resource is not None
+        version = cur.version + 1
+        ts = self._now(cur.last_updated)
+        body = stamp(write.resource, rid, version, ts)
+        data = dumps(body)
+        self.repo.write_version(cur, version, ts, data, self.store.index(body), method)
+        return WriteResult(rtype, rid, version, ts, data, "created" if cur.deleted else "updated")
+
+    def conditional_update(
+        self, rtype: str, query: str, resource: Any, *, if_match: int | None = None, validate: bool = True
+    ) -> WriteResult:
+        """http://hl7.org/fhir/R4/http.html#cond-update: ``PUT Type?search``."""
+        res = self._prepare(resource, rtype, None, validate)
+        params = parse_condition(query)
+        self.lock_condition(rtype, params)
+        found = self.match(rtype, params)
+        if len(found) > 1:
+            raise PreconditionFailed(f"Condition '{query}' matches more than one {rtype}", "multiple-matches")
+        if not found:
+            rid = res.get("id") or str(uuid.uuid4())
+            check_id(rid)
+            if if_match is not None:
+                raise PreconditionFailed(f"No {rtype} matches '{query}' (If-Match {if_match})")
+            return self._insert(rtype, rid, res)
+        rid = found[0].rid
+        if res.get("id") not in (None, rid):
+            raise BadRequest(f"Resource id {res.get('id')!r} does not match the matched {rtype}/{rid}")
+        return self.update(rtype, rid, {**res, "id": rid}, if_match=if_match, validate=False)
+
+    def patch(
+        self, rtype: str, rid: str, kind: str, patch: Any, *, if_match: int | None = None
+    ) -> WriteResult:
+        """http://hl7.org/fhir/R4/http.html#patch with JSON Patch or FHIRPath Patch."""
+        from ehr.patch import apply_fhirpath_patch, apply_json_patch
+
+        check_id(rid)
+        cur = self.repo.current(rtype, rid, lock=True)
+        if cur is None:
+            raise NotFound(f"{rtype}/{rid} not found")
+        if cur.deleted or cur.data is None:
+            raise Gone(f"{rtype}/{rid} was deleted")
+        if if_match is not None and if_match != cur.version:
+            raise PreconditionFailed(
+                f"Version conflict on {rtype}/{rid}: If-Match {if_match}, current {cur.version}"
+            )
+        current = loads(cur.data)
+        patched = apply_json_patch(current, patch) if kind == "json" else apply_fhirpath_patch(current, patch)
+        meta = patched.get("meta")
+        if isinstance(meta, dict):  # server-owned fields are not the client's to patch
+            meta.pop("versionId", None)
+            meta.pop("lastUpdated", None)
+        return self.update(rtype, rid, patched, if_match=cur.version, method="patch")
+
+    def conditional_patch(
+        self, rtype: str, query: str, kind: str, patch: Any, *, if_match: int | None = None
+    ) -> WriteResult:
+        params = parse_condition(query)
+        self.lock_condition(rtype, params)
+        found = self.match(rtype, params)
+        if len(found) != 1:
+            if not found:
+                raise NotFound(f"No {rtype} matches '{query}'")
+            raise PreconditionFailed(f"Condition '{query}' matches more than one {rtype}", "multiple-matches")
+        return self.patch(rtype, found[0].rid, kind, patch, if_match=if_match)
+
+    def delete(self, rtype: str, rid: str, *, if_match: int | None = None) -> WriteResult | None:
+        """http://hl7.org/fhir/R4/http.html#delete. Deleting what is absent or deleted is a no-op
+        (None)."""
+        check_id(rid)
+        cur = self.repo.current(rtype, rid, lock=True)
+        if cur is None or cur.deleted:
+            if if_match is not None:
+                raise PreconditionFailed(f"{rtype}/{rid} does not exist (If-Match {if_match})")
+            return None
+        if if_match is not None and if_match != cur.version:
+            raise PreconditionFailed(
+                f"Version conflict on {rtype}/{rid}: If-Match {if_match}, current {cur.version}"
+            )
+        assert cur.data is not None
+        self._run_hooks(PendingWrite("delete", rtype, rid, None, loads(cur.data)))
+        version = cur.version + 1
+        ts = self._now(cur.last_updated)
+        self.repo.write_version(cur, version, ts, None, None, "delete")
+        return WriteResult(rtype, rid, version, ts, None, "deleted")
+
+    def conditional_delete(self, rtype: str, query: str, *, multiple: bool = False) -> list[WriteResult]:
+        """http://hl7.org/fhir/R4/http.html#3.1.0.7.1: single mode answers 412 when several match."""
+        params = parse_condition(query)
+        self.lock_condition(rtype, params)
+        cap = self.store.max_conditional_delete
+        found = self.match(rtype, params, limit=cap + 1 if multiple else 2)
+        if len(found) > 1 and not multiple:
+            raise PreconditionFailed(
+                f"Condition '{query}' matches more than one {rtype}; add _multiple=true to delete all",
+                "multiple-matches",
+            )
+        if len(found) > cap:
+            raise PreconditionFailed(f"Condition '{query}' matches more than {cap} resources", "too-costly")
+        return [r for r in (self.delete(rtype, c.rid) for c in found) if r is not None]
+
+
+@dataclass
+class Store:
+    """A FHIR R4 store on a SQLAlchemy engine (SQLite or PostgreSQL).
+
+    ``url`` is a SQLAlchemy URL or an existing :class:`~sqlalchemy.Engine`.
+    """
+
+    url: str | Engine
+    registry: SearchParamRegistry = field(default_factory=search_parameters)
+    hooks: list[WriteHook] = field(default_factory=list)
+    validator: Validator = field(default_factory=_default_validator)
+    pool_size: int = 20
+    statement_timeout_ms: int = 30_000
+    max_conditional_delete: int = 100
+    engine: Engine = field(init=False)
+    _search_engine: Any = field(init=False, default=None)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.url, str):
+            self.engine = make_engine(
+                self.url, pool_size=self.pool_size, statement_timeout_ms=self.statement_timeout_ms
+            )
+        else:
+            self.engine = self.url
+
+    # -- schema --------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema up to date with the Alembic migrations shipped in the package."""
+        from ehr.storage.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def search_engine(self) -> Any:
+        if self._search_engine is None:
+            with self._lock:
+                if self._search_engine is None:
+                    from ehr.search.engine import SearchEngine
+
+                    self._search_engine = SearchEngine(self.registry)
+        return self._search_engine
+
+    def index(self, resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        from ehr.search.indexer import extract
+
+        return extract(resource, self.registry)
+
+    @contextmanager
+    def read_conn(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[WriteContext]:
+        """One write transaction: everything done through the context commits together."""
+        ctx: WriteContext | None = None
+        try:
+            with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                ctx = WriteContext(self, conn)
+                yield ctx
+        except FhirError:
+            raise
+        except OperationalError as exc:
+            if "timeout" in str(exc).lower() or "canceling statement" in str(exc).lower():
+                raise FhirError(503, "timeout", "The database took too long; try again") from exc
+            if "database is locked" in str(exc):
+                raise Conflict("The database is busy; try again", "transient") from exc
+            raise
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01"):  # serialization, deadlock
+                raise Conflict("Concurrent update; try again", "transient") from exc
+            raise
+        assert ctx is not None
+        for fn in ctx.after_commit:
+            fn()
+
+    # -- interactions (one transaction each) ---------------------------------------------------
+    def create(self, resource: Any, *, if_none_exist: str | None = None) -> WriteResult:
+        with self.write() as ctx:
+            if if_none_exist:
+                return ctx.conditional_create(resource, if_none_exist)
+            return ctx.create(resource)
+
+    def update(self, rtype: str, rid: str, resource: Any, *, if_match: int | None = None) -> WriteResult:
+        check_type(rtype)
+        with self.write() as ctx:
+            return ctx.update(rtype, rid, resource, if_match=if_match)
+
+    def conditional_update(
+        self, rtype: str, query: str, resource: Any, *, if_match: int | None = None
+    ) -> WriteResult:
+        check_type(rtype)
+        with self.write() as ctx:
+            return ctx.conditional_update(rtype, query, resource, if_match=if_match)
+
+    def patch(self, rtype: str, rid: str, kind: str, patch: Any, *, if_match: int | None = None) -> WriteResult:
+        check_type(rtype)
+        with self.write() as ctx:
+            return ctx.patch(rtype, rid, kind, patch, if_match=if_match)
+
+    def conditional_patch(
+        self, rtype: str, query: str, kind: str, patch: Any, *, if_match: int | None = None
+    ) -> WriteResult:
+        check_type(rtype)
+        with self.write() as ctx:
+            return ctx.conditional_patch(rtype, query, kind, patch, if_match=if_match)
+
+    def delete(self, rtype: str, rid: str, *, if_match: int | None = None) -> WriteResult | None:
+        check_type(rtype)
+        with self.write() as ctx:
+            return ctx.delete(rtype, rid, if_match=if_match)
+
+    def conditional_delete(self, rtype: str, query: str, *, multiple: bool = False) -> list[WriteResult]:
+        check_type(rtype)
+        with self.write() as ctx:
+            return ctx.conditional_delete(rtype, query, multiple=multiple)
+
+    def read(self, rtype: str, rid: str) -> StoredResource:
+        """http://hl7.org/fhir/R4/http.html#read: 404 if unknown, 410 if deleted."""
+        check_type(rtype)
+        check_id(rid)
+        with self.read_conn() as conn:
+            cur = Repository(conn).current(rtype, rid)
+        if cur is None:
+            raise NotFound(f"{rtype}/{rid} not found")
+        if cur.deleted or cur.data is None:
+            raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{cur.version}"'})
+        return StoredResource(rtype, rid, cur.version, cur.last_updated, cur.data)
+
+    def vread(self, rtype: str, rid: str, version: int | str) -> StoredResource:
+        """http://hl7.org/fhir/R4/http.html#vread."""
+        check_type(rtype)
+        check_id(rid)
+        try:
+            v = int(version)
+        except (TypeError, ValueError) as exc:
+            raise NotFound(f"Version {version!r} of {rtype}/{rid} not found") from exc
+        with self.read_conn() as conn:
+            found = Repository(conn).version(rtype, rid, v)
+        if found is None:
+            raise NotFound(f"Version {v} of {rtype}/{rid} not found")
+        ts, deleted, data = found
+        if deleted or data is None:
+            raise Gone(f"Version {v} of {rtype}/{rid} is a deletion")
+        return StoredResource(rtype, rid, v, ts, data)
+
+    def exists(self, rtype: str, rid: str) -> bool:
+        with self.read_conn() as conn:
+            cur = Repository(conn).current(rtype, rid)
+        return cur is not None and not cur.deleted
+
+    def history(self, **kwargs: Any) -> Any:
+        """http://hl7.org/fhir/R4/http.html#history; see :func:`ehr.history.history`."""
+        from ehr.history import history
+
+        with self.read_conn() as conn:
+            return history(conn, **kwargs)
+
+    def search(self, rtype: str | None, params: Sequence[tuple[str, str]], **kwargs: Any) -> Any:
+        """http://hl7.org/fhir/R4/search.html; see :class:`ehr.search.engine.SearchEngine`."""
+        if rtype is not None:
+            check_type(rtype)
+        with self.read_conn() as conn:
+            return self.search_engine.search(conn, rtype, list(params), **kwargs)
+
