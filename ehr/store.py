@@ -51,6 +51,7 @@ from ehr.model import dumps, loads, stamp
 from ehr.search.dates import now_us, us_to_instant
 from ehr.storage.db import WRITE, is_postgres, make_engine
 from ehr.storage.repository import CurrentRow, Repository
+from ehr.validation import check_id
 
 __all__ = [
     "PendingWrite",
@@ -60,14 +61,6 @@ __all__ = [
     "WriteHook",
     "WriteResult",
 ]
-
-ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
-
-
-def check_id(rid: str) -> None:
-    """A logical id is 1-64 of ``[A-Za-z0-9\\-.]`` (http://hl7.org/fhir/R4/datatypes.html#id)."""
-    if not rid or len(rid) > 64 or not ID_CHARS.issuperset(rid):
-        raise BadRequest(f"Invalid resource id {rid!r}: 1-64 characters of A-Z a-z 0-9 - .", "value")
 
 
 def check_type(rtype: str) -> None:
@@ -209,10 +202,15 @@ class WriteContext:
     # -- interactions --------------------------------------------------------------------------
     def create(self, resource: Any, *, validate: bool = True) -> WriteResult:
         """http://hl7.org/fhir/R4/http.html#create: the server assigns the id."""
+        if isinstance(resource, dict) and "id" in resource:  # the server ignores a body id on create
+            resource = {k: v for k, v in resource.items() if k != "id"}
         res = self._prepare(resource, None, None, validate)
-        rtype = res["resourceType"]
-        rid = str(uuid.uuid4())
-        return self._insert(rtype, rid, res)
+        return self._insert(res["resourceType"], str(uuid.uuid4()), res)
+
+    def insert_with_id(self, rtype: str, rid: str, resource: dict[str, Any]) -> WriteResult:
+        """Create with an id chosen beforehand (transaction Bundles pre-assign POST ids); the
+        resource must already be validated."""
+        return self._insert(rtype, rid, resource)
 
     def _insert(self, rtype: str, rid: str, res: dict[str, Any]) -> WriteResult:
         write = PendingWrite("create", rtype, rid, res, None)
@@ -386,6 +384,8 @@ class Store:
     pool_size: int = 20
     statement_timeout_ms: int = 30_000
     max_conditional_delete: int = 100
+    #: our public base URL: absolute references under it are indexed as local ones
+    base_url: str | None = None
     engine: Engine = field(init=False)
     _search_engine: Any = field(init=False, default=None)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
@@ -422,7 +422,7 @@ class Store:
     def index(self, resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         from ehr.search.indexer import extract
 
-        return extract(resource, self.registry)
+        return extract(resource, self.registry, base_url=self.base_url)
 
     @contextmanager
     def read_conn(self) -> Iterator[Connection]:

@@ -45,7 +45,12 @@ def _where(index: int | None, label: str) -> str:
 
 
 def bad(
-    index: int | None, label: str, message: str, *, expression: str | None = None, code: str = "invalid"
+    index: int | None,
+    label: str,
+    message: str,
+    *,
+    expression: str | None = None,
+    code: str = "invalid",
 ) -> BadRequest:
     """400: the patch document itself is malformed."""
     return BadRequest(
@@ -72,4 +77,4 @@ def check_identity_kept(before: dict[str, Any], after: Any) -> None:
         raise unprocessable(None, "", "the patched resource is not a JSON object")
     for key in PROTECTED:
         if before.get(key) != after.get(key):
-            raise unprocessable(None, "", f"a patch may not change '{key}'")
+            raise unprocessable(None, "", f"the result may not change '{key}'")

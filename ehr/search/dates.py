@@ -51,9 +51,7 @@ def date_range(value: str) -> tuple[int, int]:
             end = start + timedelta(days=1)
         else:
             tz = m["tz"]
-            if tz is None:
-                offset = timedelta(0)
-            elif tz == "Z":
+            if tz is None or tz == "Z":
                 offset = timedelta(0)
             else:
                 sign = 1 if tz[0] == "+" else -1

@@ -1,0 +1,143 @@
+"""The ``ehr`` command: ``serve``, ``migrate``, ``load`` and ``demo``.
+
+This interface is relied on by operations scripts and the counter terminals; keep it stable:
+
+* ``ehr serve --host H --port P [--workers N]`` serves the FHIR API at ``http://H:P/fhir``;
+* ``EHR_DATABASE_URL`` selects the database (default: a SQLite file in ``EHR_DATA_DIR``);
+* ``ehr migrate`` brings the schema up to date;
+* ``ehr load PATH…`` loads resources, Bundles or NDJSON files (with a progress bar);
+* ``ehr demo`` loads the deterministic demo city into the configured database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ehr.errors import FhirError
+from ehr.settings import get_settings
+
+__all__ = ["main"]
+
+
+def _store():  # type: ignore[no-untyped-def]
+    from ehr.store import Store
+
+    s = get_settings()
+    return Store(s.resolved_database_url(), pool_size=s.db_pool_size, statement_timeout_ms=s.statement_timeout_ms)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    store = _store()
+    store.migrate()
+    print(f"schema up to date: {store.engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if not args.no_migrate:
+        _store().migrate()
+    os.environ.setdefault("EHR_BASE_URL", "")
+    print(f"FHIR API at http://{args.host}:{args.port}/fhir (metadata: /fhir/metadata)")
+    uvicorn.run(
+        "fhir_api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ehr.loader import iter_files, load_paths
+
+    store = _store()
+    store.migrate()
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        print(f"no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    files = list(iter_files(paths))
+    with tqdm(desc="resources", unit=" res", disable=args.quiet) as bar:
+        bar.write(f"loading {len(files)} file(s)")
+        total = load_paths(store, paths, progress=bar.update)
+    print(f"loaded {total} resources")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ehr.demo import generate_city
+    from ehr.loader import load_resources
+
+    store = _store()
+    store.migrate()
+    key = get_settings().citizen_id_key.encode()
+    resources = generate_city(seed=args.seed, citizens=args.citizens, id_key=key)
+    if not args.force and resources and store.exists(resources[0]["resourceType"], resources[0]["id"]):
+        print("demo city already loaded (use --force to load it again)")
+        return 0
+    with tqdm(total=len(resources), desc="demo city", unit=" res", disable=args.quiet) as bar:
+        for i in range(0, len(resources), 500):
+            chunk = resources[i : i + 500]
+            load_resources(store, [(r, None) for r in chunk])
+            bar.update(len(chunk))
+    print(f"loaded the demo city: {len(resources)} resources (seed {args.seed})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ehr", description="Regional health-record exchange (FHIR R4)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the FHIR API at http://HOST:PORT/fhir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--no-migrate", action="store_true", help="do not migrate the schema first")
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("migrate", help="bring the database schema up to date")
+    p.set_defaults(fn=cmd_migrate)
+
+    p = sub.add_parser("load", help="load resources, Bundles or NDJSON from files or folders")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_load)
+
+    p = sub.add_parser("demo", help="load the deterministic demo city")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--citizens", type=int, default=300)
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except FhirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

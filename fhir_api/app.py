@@ -1,0 +1,146 @@
+"""The FastAPI application of the FHIR R4 REST API (http://hl7.org/fhir/R4/http.html).
+
+``create_app()`` mounts every interaction under a prefix (``/fhir`` by default)::
+
+    GET    /metadata                      capabilities
+    GET    /_history                      history-system
+    GET    / and POST /_search            search-system (``_type=``)
+    GET    /{type}/_history               history-type
+    POST   /{type}/_search                search-type (form-encoded)
+    GET    /{type}/{id}/_history/{vid}    vread
+    GET    /{type}/{id}/_history          history-instance
+    GET    /{compartment}/{id}/{type}     compartment search
+    GET    /{type}/{id}                   read
+    PUT    /{type}/{id}  PUT /{type}?…    update, conditional update
+    PATCH  /{type}/{id}  PATCH /{type}?…  patch, conditional patch
+    DELETE /{type}/{id}  DELETE /{type}?… delete, conditional delete
+    POST   /{type}                        create (conditional with If-None-Exist)
+    GET    /{type}                        search-type
+
+Routes are matched in that order, so the literal segments (``metadata``, ``_history``,
+``_search``) win over ``{type}``/``{id}``. Routers added later (``$operations``, batch) must be
+included with :func:`include_before_interactions` so they are matched before the generic ones.
+
+Middleware, outermost first: catch-all 500, body size limit (413), time limit (408/503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from ehr.settings import Settings, get_settings
+from ehr.store import Store
+
+from .deps import Authorizer, allow_all
+from .errors import CatchAllMiddleware, install_error_handlers
+from .interactions import (
+    capabilities,
+    create,
+    delete,
+    history,
+    patch,
+    read,
+    search,
+    update,
+    vread,
+)
+from .limits import BodyLimitMiddleware, TimeLimitMiddleware
+
+__all__ = ["DEFAULT_PREFIX", "INTERACTIONS", "create_app", "include_before_interactions"]
+
+DEFAULT_PREFIX = "/fhir"
+VERSION = "0.1.0"
+
+
+#: interaction modules in matching order (literal segments before {type}/{id})
+INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delete, create)
+
+
+def _copy_routes(app: FastAPI, router: APIRouter, prefix: str) -> list[BaseRoute]:
+    """Add ``router``'s routes to ``app`` under ``prefix`` as plain ``APIRoute``s (so their
+    name, methods and path stay visible to the CapabilityStatement and to 405 ``Allow``)."""
+    before = len(app.router.routes)
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"only API routes can be mounted, not {route!r}")
+        app.router.add_api_route(
+            prefix + route.path,
+            route.endpoint,
+            methods=sorted(route.methods),
+            name=route.name,
+            response_class=route.response_class,
+            dependencies=route.dependencies,
+            include_in_schema=route.include_in_schema,
+            summary=route.summary,
+            description=route.description,
+            tags=route.tags,
+        )
+    return app.router.routes[before:]
+
+
+def include_before_interactions(app: FastAPI, router: APIRouter) -> None:
+    """Mount ``router``'s routes under the FHIR prefix, matched before the generic interaction
+    routes (for ``$operations``, batch/transaction at the base, ...)."""
+    added = _copy_routes(app, router, app.state.prefix)
+    del app.router.routes[-len(added) :]
+    first: int = app.state.first_fhir_route
+    app.router.routes[first:first] = added
+    app.state.capability_cache.clear()
+
+
+def create_app(
+    store: Store | None = None,
+    settings: Settings | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    authorizer: Authorizer | None = None,
+) -> FastAPI:
+    """The API. Without ``store``, one is built from ``settings`` (default: the environment);
+    the app then disposes of it at shutdown. The schema must already be migrated
+    (``ehr migrate``; ``ehr serve`` does it)."""
+    settings = settings or get_settings()
+    owns_store = store is None
+    if store is None:
+        store = Store(
+            settings.resolved_database_url(),
+            pool_size=settings.db_pool_size,
+            statement_timeout_ms=settings.statement_timeout_ms,
+        )
+    built: Store = store
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_store:
+            built.dispose()
+
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    app = FastAPI(
+        title="FHIR R4 API",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url=f"{prefix}/docs",
+        openapi_url=f"{prefix}/openapi.json",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
+    )
+    state: Any = app.state
+    state.store = built
+    state.settings = settings
+    state.prefix = prefix
+    state.authorizer = authorizer or allow_all
+    state.capability_cache = {}
+    state.first_fhir_route = len(app.router.routes)
+    for module in INTERACTIONS:
+        _copy_routes(app, module.router, prefix)
+    install_error_handlers(app)
+    app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(CatchAllMiddleware)
+    return app

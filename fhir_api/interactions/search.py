@@ -1,0 +1,5 @@
+"""search (placeholder until the engine lands)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
