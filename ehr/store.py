@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ehr.definitions import SearchParamRegistry, resource_types, search_parameters
 from ehr.errors import (
@@ -164,10 +164,19 @@ class WriteContext:
 
     def __init__(self, store: Store, conn: Connection) -> None:
         self.store = store
-        self.conn = conn
+        self._conn = conn
         self.repo = Repository(conn)
         self._clock = 0
         self.after_commit: list[Callable[[], None]] = []
+
+    @property
+    def conn(self) -> Connection:
+        """The transaction's connection, with buffered inserts written (safe to query)."""
+        self.repo.flush()
+        return self._conn
+
+    def flush(self) -> None:
+        self.repo.flush()
 
     # -- helpers -------------------------------------------------------------------------------
     def _now(self, after: int = 0) -> int:
@@ -219,11 +228,7 @@ class WriteContext:
         ts = self._now()
         body = stamp(write.resource, rid, 1, ts)
         data = dumps(body)
-        try:
-            with self.conn.begin_nested():
-                self.repo.insert_new(rtype, rid, ts, data, self.store.index(body))
-        except IntegrityError as exc:
-            raise Conflict(f"{rtype}/{rid} already exists", "duplicate") from exc
+        self.repo.insert_new(rtype, rid, ts, data, self.store.index(body))
         return WriteResult(rtype, rid, 1, ts, data, "created")
 
     def conditional_create(self, resource: Any, if_none_exist: str, *, validate: bool = True) -> WriteResult:
@@ -437,6 +442,7 @@ class Store:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 ctx = WriteContext(self, conn)
                 yield ctx
+                ctx.flush()
         except FhirError:
             raise
         except OperationalError as exc:

@@ -18,6 +18,7 @@ An error in any entry rolls everything back and answers with that entry named
 from __future__ import annotations
 
 import base64
+import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,6 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ehr.errors import BadRequest, FhirError, Issue, NotFound, PayloadTooLarge, PreconditionFailed
-from ehr.model import loads
 from ehr.store import Store, WriteContext, WriteResult, check_type, parse_condition
 from ehr.validation import check_id
 
@@ -289,7 +289,12 @@ def _name_entry(exc: FhirError, e: EntryRequest) -> FhirError:
         )
         for i in exc.issues
     ]
-    return FhirError(exc.status, exc.code, issues[0].diagnostics, issues[0].expression, issues, exc.headers)
+    named = copy.copy(exc)  # keeps the subclass (Conflict, Unprocessable, ...)
+    named.issues = issues
+    named.diagnostics = issues[0].diagnostics
+    named.expression = issues[0].expression
+    named.args = (str(named),)
+    return named
 
 
 def process_bundle(

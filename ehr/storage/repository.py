@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
+from ehr.errors import Conflict
 from ehr.search.tables import INDEX_TABLES
 from ehr.storage.tables import history, resources
 
@@ -44,11 +46,19 @@ _CURRENT_COLS = (
 
 
 class Repository:
+    """Rows of one transaction. New resources are buffered and written in bulk (multi-row
+    INSERTs of resources, history and index rows) when the transaction needs to read, or at
+    :meth:`flush` before commit; reads that could see a buffered row flush first."""
+
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._pending: list[tuple[str, str, int, bytes, dict[str, list[dict[str, Any]]]]] = []
+        self._pending_keys: set[tuple[str, str]] = set()
 
     # -- reads ---------------------------------------------------------------------------------
     def current(self, rtype: str, rid: str, *, lock: bool = False) -> CurrentRow | None:
+        if (rtype, rid) in self._pending_keys:
+            self.flush()
         stmt = select(*_CURRENT_COLS).where(resources.c.rtype == rtype, resources.c.rid == rid)
         if lock:
             stmt = stmt.with_for_update()
@@ -56,6 +66,7 @@ class Repository:
         return CurrentRow(*row) if row else None
 
     def current_by_pks(self, pks: Iterable[int]) -> list[CurrentRow]:
+        self.flush()
         pks = list(pks)
         if not pks:
             return []
@@ -65,6 +76,7 @@ class Repository:
 
     def version(self, rtype: str, rid: str, version: int) -> tuple[int, bool, bytes | None] | None:
         """(last_updated, deleted, data) of one version."""
+        self.flush()
         row = self.conn.execute(
             select(history.c.last_updated, history.c.deleted, history.c.data)
             .join(resources, resources.c.pk == history.c.pk)
@@ -75,15 +87,44 @@ class Repository:
     # -- writes --------------------------------------------------------------------------------
     def insert_new(
         self, rtype: str, rid: str, last_updated: int, data: bytes, index_rows: dict[str, list[dict[str, Any]]]
-    ) -> int:
-        pk = self.conn.execute(
-            insert(resources)
-            .values(rtype=rtype, rid=rid, version=1, last_updated=last_updated, deleted=False, data=data)
-            .returning(resources.c.pk)
-        ).scalar_one()
-        self._history(pk, 1, rtype, rid, last_updated, "create", data)
-        self._insert_index(pk, rtype, index_rows)
-        return int(pk)
+    ) -> None:
+        """Buffer a new resource (version 1); written at the next :meth:`flush`."""
+        if (rtype, rid) in self._pending_keys:
+            raise Conflict(f"{rtype}/{rid} is created twice in one transaction", "duplicate")
+        self._pending.append((rtype, rid, last_updated, data, index_rows))
+        self._pending_keys.add((rtype, rid))
+
+    def flush(self) -> None:
+        """Write the buffered new resources: one multi-row INSERT per table."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._pending_keys = set()
+        try:
+            pks = self.conn.execute(
+                insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
+                [
+                    {"rtype": t, "rid": i, "version": 1, "last_updated": ts, "deleted": False, "data": d}
+                    for t, i, ts, d, _ in pending
+                ],
+            ).scalars().all()
+        except IntegrityError as exc:
+            raise Conflict("A resource with that id already exists", "duplicate") from exc
+        self.conn.execute(
+            insert(history),
+            [
+                {"pk": pk, "version": 1, "rtype": t, "rid": i, "last_updated": ts, "method": "create",
+                 "deleted": False, "data": d}
+                for pk, (t, i, ts, d, _) in zip(pks, pending, strict=True)
+            ],
+        )
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for pk, (t, _, _, _, idx) in zip(pks, pending, strict=True):
+            for kind, rows in idx.items():
+                by_table.setdefault(kind, []).extend({**r, "pk": pk, "rtype": t} for r in rows)
+        for kind, rows in by_table.items():
+            if rows:
+                self.conn.execute(insert(INDEX_TABLES[kind]), rows)
 
     def write_version(
         self,
@@ -102,10 +143,13 @@ class Repository:
             .values(version=version, last_updated=last_updated, deleted=deleted, data=data)
         )
         if res.rowcount != 1:  # someone else wrote in between: never lose an update
-            from ehr.errors import Conflict
-
             raise Conflict(f"{cur.rtype}/{cur.rid} was changed concurrently; retry", "conflict")
-        self._history(cur.pk, version, cur.rtype, cur.rid, last_updated, method, data)
+        self.conn.execute(
+            insert(history).values(
+                pk=cur.pk, version=version, rtype=cur.rtype, rid=cur.rid, last_updated=last_updated,
+                method=method, deleted=deleted, data=data,
+            )
+        )
         if not cur.deleted:
             self.delete_index(cur.pk)
         if index_rows:
@@ -118,22 +162,6 @@ class Repository:
     def replace_index(self, pk: int, rtype: str, index_rows: dict[str, list[dict[str, Any]]]) -> None:
         self.delete_index(pk)
         self._insert_index(pk, rtype, index_rows)
-
-    def _history(
-        self, pk: int, version: int, rtype: str, rid: str, last_updated: int, method: str, data: bytes | None
-    ) -> None:
-        self.conn.execute(
-            insert(history).values(
-                pk=pk,
-                version=version,
-                rtype=rtype,
-                rid=rid,
-                last_updated=last_updated,
-                method=method,
-                deleted=data is None,
-                data=data,
-            )
-        )
 
     def _insert_index(self, pk: int, rtype: str, index_rows: dict[str, list[dict[str, Any]]]) -> None:
         for kind, rows in index_rows.items():
