@@ -41,7 +41,13 @@ def _put_or_create(ctx: WriteContext, res: dict[str, Any], url: str | None) -> N
 def load_resources(store: Store, items: Iterable[tuple[dict[str, Any], str | None]]) -> int:
     """Write ``(resource, request_url)`` pairs in one transaction; returns how many."""
     n = 0
+    items = list(items)
     with store.write() as ctx:
+        ctx.repo.prefetch(
+            (res["resourceType"], rid)
+            for res, url in items
+            if (rid := (url.rsplit("/", 1)[1] if url and "/" in url and "?" not in url else res.get("id")))
+        )
         for res, url in items:
             _put_or_create(ctx, res, url)
             n += 1

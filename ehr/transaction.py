@@ -182,6 +182,9 @@ class _Run:
         self.read = read
 
     def resolve_targets(self, entries: list[EntryRequest], mapping: dict[str, str]) -> None:
+        self.ctx.repo.prefetch(
+            (e.rtype, e.rid) for e in entries if e.method == "PUT" and e.rtype and e.rid and e.query is None
+        )
         for e in entries:
             if e.method == "POST":
                 assert e.resource is not None and e.rtype is not None

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -54,16 +54,32 @@ class Repository:
         self.conn = conn
         self._pending: list[tuple[str, str, int, bytes, dict[str, list[dict[str, Any]]]]] = []
         self._pending_keys: set[tuple[str, str]] = set()
+        self._prefetched: dict[tuple[str, str], CurrentRow | None] = {}
 
     # -- reads ---------------------------------------------------------------------------------
     def current(self, rtype: str, rid: str, *, lock: bool = False) -> CurrentRow | None:
         if (rtype, rid) in self._pending_keys:
             self.flush()
+        if (rtype, rid) in self._prefetched:
+            return self._prefetched.pop((rtype, rid))
         stmt = select(*_CURRENT_COLS).where(resources.c.rtype == rtype, resources.c.rid == rid)
         if lock:
             stmt = stmt.with_for_update()
         row = self.conn.execute(stmt).first()
         return CurrentRow(*row) if row else None
+
+    def prefetch(self, keys: Iterable[tuple[str, str]], *, lock: bool = True) -> None:
+        """Read (and lock) the current rows of many (type, id) keys in one query; the next
+        :meth:`current` of each key is answered from here (once)."""
+        keys = [k for k in dict.fromkeys(keys) if k not in self._pending_keys]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            stmt = select(*_CURRENT_COLS).where(tuple_(resources.c.rtype, resources.c.rid).in_(chunk))
+            if lock:
+                stmt = stmt.with_for_update()
+            found = {(r.rtype, r.rid): CurrentRow(*r) for r in self.conn.execute(stmt)}
+            for k in chunk:
+                self._prefetched[k] = found.get(k)
 
     def current_by_pks(self, pks: Iterable[int]) -> list[CurrentRow]:
         self.flush()
