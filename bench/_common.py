@@ -55,7 +55,7 @@ def server(db_url: str, workers: int = 2, extra_env: dict[str, str] | None = Non
     port = free_port()
     env = {**os.environ, "EHR_DATABASE_URL": db_url, **(extra_env or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ehr.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "fhir_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
         env=env, cwd=ROOT,
     )

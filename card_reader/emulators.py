@@ -300,7 +300,8 @@ class Type4CardEmulator:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
         self._clf.close()
 
     def remove(self) -> None:
@@ -394,7 +395,9 @@ class Type4CardEmulator:
                     last_block = bytes([0x02 | bn | (0x10 if pending else 0)]) + chunk
                 send = last_block or None
             elif pcb & 0xFE == 0xB2:  # R(NAK): retransmit, or acknowledge a presence check
-                send = last_block if (pcb & 1) == last_bn and last_block else bytes([0xA2 | last_bn])
+                send = (
+                    last_block if (pcb & 1) == last_bn and last_block else bytes([0xA2 | last_bn])
+                )
             elif pcb & 0xF7 == 0xC2:  # S(DESELECT)
                 self._clf.exchange(bytes(cmd[:1]), 0)
                 return

@@ -76,7 +76,9 @@ class CardError(Exception):
 class CardRemoved(CardError):
     """The card left the field, or stopped answering, in the middle of a read."""
 
-    def __init__(self, message: str = "The card was moved away during the read: tap it again.") -> None:
+    def __init__(
+        self, message: str = "The card was moved away during the read: tap it again."
+    ) -> None:
         super().__init__(message)
 
 
@@ -113,7 +115,9 @@ def _transmit(transport: Transport, apdu: bytes, what: str) -> tuple[bytes, int]
     return rsp[:-2], int.from_bytes(rsp[-2:], "big")
 
 
-def _command(cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None) -> bytes:
+def _command(
+    cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None
+) -> bytes:
     if len(data) > 255 or (le is not None and not 0 <= le <= 256):
         raise ValueError("short APDUs only")
     apdu = bytes([cla, ins, p1, p2])
@@ -145,7 +149,9 @@ def read_binary(transport: Transport, offset: int, length: int) -> bytes:
     """READ BINARY of the selected EF (``00 B0 offset Le``), up to ``length`` bytes."""
     if not 0 <= offset <= 0x7FFF or not 1 <= length <= 256:
         raise ValueError("offset 0..7FFF, length 1..256")
-    return _ok(transport, _command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=length), "READ BINARY")
+    return _ok(
+        transport, _command(0x00, 0xB0, offset >> 8, offset & 0xFF, le=length), "READ BINARY"
+    )
 
 
 def _read_file(transport: Transport, offset: int, length: int, chunk: int) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ehr.cli import main
+from fhir_api.cli import main
 from ehr.settings import get_settings
 from ehr.store import Store
 

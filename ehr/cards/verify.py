@@ -33,6 +33,10 @@ Revocation and expiry are judged only for a card that proved itself genuine, so 
 its alert) means the lost card itself was presented. The terminal gets only the reason code
 (:meth:`TapVerdict.for_terminal`); :attr:`TapVerdict.detail` names the failing check for the
 audit log and must not be sent to the terminal.
+
+Not detected: a relay of the terminal's radio to a genuine card elsewhere (both kinds); a SUN
+URL skimmed from a tag and never used by its owner (accepted once, at its first use: SUN tags
+cannot sign the nonce, so for them the nonce only binds the request to a terminal).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``ehr`` command: ``serve``, ``migrate``, ``load`` and ``demo``.
+"""The ``ehr`` command (the application shell above every layer): ``serve``, ``migrate``, ``load`` and ``demo``.
 
 This interface is relied on by operations scripts and the counter terminals; keep it stable:
 
