@@ -49,6 +49,7 @@ from ehr.errors import (
 )
 from ehr.model import dumps, loads, stamp
 from ehr.search.dates import now_us, us_to_instant
+from ehr.settings import Settings, get_settings
 from ehr.storage.db import WRITE, is_postgres, make_engine
 from ehr.storage.repository import CurrentRow, Repository
 from ehr.validation import check_id
@@ -391,9 +392,27 @@ class Store:
     max_conditional_delete: int = 100
     #: our public base URL: absolute references under it are indexed as local ones
     base_url: str | None = None
+    default_count: int = 50
+    max_count: int = 1000
+    max_or_values: int = 100
     engine: Engine = field(init=False)
     _search_engine: Any = field(init=False, default=None)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> Store:
+        """A store configured from ``EHR_*`` settings (database, pool, limits, base URL)."""
+        s = settings or get_settings()
+        return cls(
+            s.resolved_database_url(),
+            pool_size=s.db_pool_size,
+            statement_timeout_ms=s.statement_timeout_ms,
+            base_url=s.base_url or None,
+            default_count=s.default_count,
+            max_count=s.max_count,
+            max_or_values=s.max_or_values,
+            **kwargs,
+        )
 
     def __post_init__(self) -> None:
         if isinstance(self.url, str):
@@ -421,7 +440,13 @@ class Store:
                 if self._search_engine is None:
                     from ehr.search.engine import SearchEngine
 
-                    self._search_engine = SearchEngine(self.registry)
+                    self._search_engine = SearchEngine(
+                        self.registry,
+                        base_url=self.base_url,
+                        default_count=self.default_count,
+                        max_count=self.max_count,
+                        max_or_values=self.max_or_values,
+                    )
         return self._search_engine
 
     def index(self, resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -18,15 +18,13 @@ from pathlib import Path
 
 from ehr.errors import FhirError
 from ehr.settings import get_settings
+from ehr.store import Store
 
 __all__ = ["main"]
 
 
-def _store():  # type: ignore[no-untyped-def]
-    from ehr.store import Store
-
-    s = get_settings()
-    return Store(s.resolved_database_url(), pool_size=s.db_pool_size, statement_timeout_ms=s.statement_timeout_ms)
+def _store() -> Store:
+    return Store.from_settings()
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -86,7 +84,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     store.migrate()
     key = get_settings().citizen_id_key.encode()
     resources = generate_city(seed=args.seed, citizens=args.citizens, id_key=key)
-    if not args.force and resources and store.exists(resources[0]["resourceType"], resources[0]["id"]):
+    if (
+        not args.force
+        and resources
+        and store.exists(resources[0]["resourceType"], resources[0]["id"])
+    ):
         print("demo city already loaded (use --force to load it again)")
         return 0
     with tqdm(total=len(resources), desc="demo city", unit=" res", disable=args.quiet) as bar:
@@ -99,7 +101,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="ehr", description="Regional health-record exchange (FHIR R4)")
+    ap = argparse.ArgumentParser(
+        prog="ehr", description="Regional health-record exchange (FHIR R4)"
+    )
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="serve the FHIR API at http://HOST:PORT/fhir")

@@ -39,7 +39,21 @@ def walk_back(store: Store, rtype: str, page: SearchPage) -> list[str]:
 
 @pytest.fixture
 def patients(store: Store) -> list[str]:
-    families = ["Kim", "Lee", None, "Kim", "Park", "Choi", None, "Lee", "Kim", "Yoon", "Park", "Han", "Lee"]
+    families = [
+        "Kim",
+        "Lee",
+        None,
+        "Kim",
+        "Park",
+        "Choi",
+        None,
+        "Lee",
+        "Kim",
+        "Yoon",
+        "Park",
+        "Han",
+        "Lee",
+    ]
     out = []
     with store.write() as ctx:
         for i, fam in enumerate(families):
@@ -50,8 +64,13 @@ def patients(store: Store) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("sort", [None, "family", "-family", "family,-birthdate", "-birthdate,family", "_id", "-_lastUpdated"])
-def test_pages_concatenate_to_the_whole_result(store: Store, patients: list[str], sort: str | None) -> None:
+@pytest.mark.parametrize(
+    "sort",
+    [None, "family", "-family", "family,-birthdate", "-birthdate,family", "_id", "-_lastUpdated"],
+)
+def test_pages_concatenate_to_the_whole_result(
+    store: Store, patients: list[str], sort: str | None
+) -> None:
     params: Params = [("_sort", sort)] if sort else []
     whole = [h.rid for h in store.search("Patient", params).matches]
     assert sorted(whole) == sorted(patients)
@@ -67,7 +86,10 @@ def test_pages_concatenate_to_the_whole_result(store: Store, patients: list[str]
 def test_links_carry_params_and_total(store: Store, patients: list[str]) -> None:
     page = store.search("Patient", [("family", "kim,lee"), ("_count", "2")])
     assert page.total == 6 and page.previous_params is None
-    assert page.next_params is not None and page.next_params[:2] == [("family", "kim,lee"), ("_count", "2")]
+    assert page.next_params is not None and page.next_params[:2] == [
+        ("family", "kim,lee"),
+        ("_count", "2"),
+    ]
     page2 = store.search("Patient", page.next_params)
     assert page2.total == 6 and page2.previous_params is not None
     assert page2.self_params == page.next_params
@@ -79,7 +101,9 @@ def test_writes_between_pages_neither_repeat_nor_skip(store: Store, patients: li
     def meddle(n: int) -> None:
         created.append(store.create({"resourceType": "Patient", "name": [{"family": "Kim"}]}).rid)
         rid = patients[-1 - n]  # not read yet: updated, it is still shown once (new version)
-        store.update("Patient", rid, {"resourceType": "Patient", "id": rid, "name": [{"family": "Zzz"}]})
+        store.update(
+            "Patient", rid, {"resourceType": "Patient", "id": rid, "name": [{"family": "Zzz"}]}
+        )
         rid = patients[n]  # already read: its update must not show it again
         store.update("Patient", rid, {"resourceType": "Patient", "id": rid, "active": True})
 
@@ -95,7 +119,9 @@ def test_sorted_by_last_updated_updates_do_not_move(store: Store, patients: list
 
         def touch(n: int) -> None:
             for rid in patients[n * 2 : n * 2 + 3]:  # read and unread ones alike
-                store.update("Patient", rid, {"resourceType": "Patient", "id": rid, "gender": "other"})
+                store.update(
+                    "Patient", rid, {"resourceType": "Patient", "id": rid, "gender": "other"}
+                )
 
         ids = [rid for rid, _ in walk(store, "Patient", [("_sort", sort), ("_count", "3")], touch)]
         assert sorted(ids) == sorted(patients) and len(ids) == len(patients)

@@ -18,7 +18,9 @@ def find(store: Store, rtype: str, query: str, **kw: object) -> set[str]:
     return {h.rid for h in store.search(rtype, parse_qsl(query), **kw).matches}
 
 
-def quantity(value: float, code: str | None = None, system: str | None = UCUM, unit: str | None = None) -> dict[str, object]:
+def quantity(
+    value: float, code: str | None = None, system: str | None = UCUM, unit: str | None = None
+) -> dict[str, object]:
     q: dict[str, object] = {"value": value}
     if code:
         q["code"] = code
@@ -40,8 +42,17 @@ def values(store: Store) -> dict[str, str]:
     out = {}
     with store.write() as ctx:
         for key, q in data.items():
-            out[key] = ctx.create({"resourceType": "Observation", "status": "final", "code": {"text": key}, "valueQuantity": q}).rid
-        out["none"] = ctx.create({"resourceType": "Observation", "status": "final", "code": {"text": "none"}}).rid
+            out[key] = ctx.create(
+                {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": key},
+                    "valueQuantity": q,
+                }
+            ).rid
+        out["none"] = ctx.create(
+            {"resourceType": "Observation", "status": "final", "code": {"text": "none"}}
+        ).rid
     return out
 
 
@@ -51,7 +62,7 @@ def values(store: Store) -> dict[str, str]:
         ("120", {"bp120"}),
         (f"120|{UCUM}|mm[Hg]", {"bp120"}),
         ("120||mm[Hg]", {"bp120"}),
-        (f"120|http://other|mm[Hg]", set()),
+        ("120|http://other|mm[Hg]", set()),
         ("100||mg", {"mg100"}),  # the unit as written
         ("5.4", {"glucose"}),
         ("5.40", set()),  # 5.4 is not known to 5.40's precision
@@ -75,7 +86,9 @@ def values(store: Store) -> dict[str, str]:
         (f"5400|{UCUM}|umol/L", {"glucose"}),
     ],
 )
-def test_value_quantity(store: Store, values: dict[str, str], query: str, expected: set[str]) -> None:
+def test_value_quantity(
+    store: Store, values: dict[str, str], query: str, expected: set[str]
+) -> None:
     assert find(store, "Observation", f"value-quantity={query}") == {values[k] for k in expected}
 
 
@@ -96,7 +109,14 @@ def test_numbers_with_precision_and_ranges(store: Store) -> None:
             "0.5": {"probabilityDecimal": 0.5},
             "range": {"probabilityRange": {"low": {"value": 0.1}, "high": {"value": 0.3}}},
         }.items():
-            out[key] = ctx.create({"resourceType": "RiskAssessment", "status": "final", "subject": subject, "prediction": [pred]}).rid
+            out[key] = ctx.create(
+                {
+                    "resourceType": "RiskAssessment",
+                    "status": "final",
+                    "subject": subject,
+                    "prediction": [pred],
+                }
+            ).rid
 
     def q(v: str) -> set[str]:
         rids = find(store, "RiskAssessment", f"probability={v}")
@@ -117,7 +137,10 @@ def test_numbers_with_precision_and_ranges(store: Store) -> None:
 def test_composite(store: Store) -> None:
     def bp(sys: float, dia: float) -> dict[str, object]:
         def comp(code: str, v: float) -> dict[str, object]:
-            return {"code": {"coding": [{"system": LOINC, "code": code}]}, "valueQuantity": quantity(v, "mm[Hg]")}
+            return {
+                "code": {"coding": [{"system": LOINC, "code": code}]},
+                "valueQuantity": quantity(v, "mm[Hg]"),
+            }
 
         return {"resourceType": "Observation", "status": "final",
                 "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
@@ -126,12 +149,36 @@ def test_composite(store: Store) -> None:
     with store.write() as ctx:
         high = ctx.create(bp(150, 95)).rid
         normal = ctx.create(bp(118, 76)).rid
-    assert find(store, "Observation", f"component-code-value-quantity={LOINC}|8480-6$gt140") == {high}
-    assert find(store, "Observation", "component-code-value-quantity=8480-6$gt100") == {high, normal}
-    assert find(store, "Observation", f"component-code-value-quantity=8480-6$118|{UCUM}|mm[Hg]") == {normal}
+    assert find(store, "Observation", f"component-code-value-quantity={LOINC}|8480-6$gt140") == {
+        high
+    }
+    assert find(store, "Observation", "component-code-value-quantity=8480-6$gt100") == {
+        high,
+        normal,
+    }
+    assert find(
+        store, "Observation", f"component-code-value-quantity=8480-6$118|{UCUM}|mm[Hg]"
+    ) == {normal}
     # the value pairs with its own component's code: 95 is diastolic, not systolic
     assert find(store, "Observation", "component-code-value-quantity=8480-6$95") == set()
     assert find(store, "Observation", "component-code-value-quantity=8462-4$95") == {high}
-    assert find(store, "Observation", "component-code-value-quantity=8462-4$95,8480-6$118") == {high, normal}
+    assert find(store, "Observation", "component-code-value-quantity=8462-4$95,8480-6$118") == {
+        high,
+        normal,
+    }
     with pytest.raises(BadRequest, match=r"separated by '\$'"):
         find(store, "Observation", "component-code-value-quantity=8480-6")
+
+
+def test_sort_by_number_and_quantity(store: Store, values: dict[str, str]) -> None:
+    order = [h.rid for h in store.search("Observation", [("_sort", "value-quantity")]).matches]
+    # canonical values where UCUM converts (kg and lb in grams), missing last
+    assert order == [values[k] for k in ("glucose", "mg100", "bp120", "lb185", "kg84", "none")]
+    with store.write() as ctx:
+        a = ctx.create({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/p"},
+                        "prediction": [{"probabilityDecimal": 0.7}, {"probabilityDecimal": 0.1}]}).rid  # fmt: skip
+        b = ctx.create({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/p"},
+                        "prediction": [{"probabilityDecimal": 0.5}]}).rid  # fmt: skip
+    asc = [h.rid for h in store.search("RiskAssessment", [("_sort", "probability")]).matches]
+    desc = [h.rid for h in store.search("RiskAssessment", [("_sort", "-probability")]).matches]
+    assert asc == [a, b] and desc == [a, b]  # lowest value ascending, highest descending

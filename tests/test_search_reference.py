@@ -42,7 +42,9 @@ def world(store: Store) -> dict[str, str]:
             "subject": {"reference": f"Location/{o['grp']}"}}).rid  # fmt: skip
         o["o_ident"] = ctx.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
             "subject": {"identifier": {"system": "urn:mrn", "value": "12345"}}}).rid  # fmt: skip
-        o["o_none"] = ctx.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"}}).rid
+        o["o_none"] = ctx.create(
+            {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}
+        ).rid
         o["enc"] = ctx.create({"resourceType": "Encounter", "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
             "subject": {"reference": f"Patient/{o['pat']}"}}).rid  # fmt: skip
@@ -58,7 +60,10 @@ def test_type_and_id_forms(store: Store, world: dict[str, str]) -> None:
     assert find(store, "Observation", f"subject:Patient={w['pat']}") == {w["o_pat"]}
     assert find(store, "Observation", f"subject:Group={w['pat']}") == set()
     assert find(store, "Observation", f"patient={w['pat']}") == {w["o_pat"]}
-    assert find(store, "Observation", f"subject=Location/{w['grp']},Patient/{w['pat']}") == {w["o_grp"], w["o_pat"]}
+    assert find(store, "Observation", f"subject=Location/{w['grp']},Patient/{w['pat']}") == {
+        w["o_grp"],
+        w["o_pat"],
+    }
     assert find(store, "Patient", f"general-practitioner=Practitioner/{w['dr']}") == {w["pat"]}
     assert find(store, "Patient", f"organization={w['org']}") == {w["pat"]}
 
@@ -69,7 +74,9 @@ def test_absolute_urls(store: Store, world: dict[str, str]) -> None:
     assert find(store, "Observation", f"subject={ext}") == {w["o_ext"]}
     assert find(store, "Observation", f"subject={BASE}/Patient/{w['pat2']}") == {w["o_abs"]}
     # a URL under our own base also finds the relative reference
-    assert find(store, "Observation", f"subject={BASE}/Patient/{w['pat']}", base=BASE) == {w["o_pat"]}
+    assert find(store, "Observation", f"subject={BASE}/Patient/{w['pat']}", base=BASE) == {
+        w["o_pat"]
+    }
     assert find(store, "Observation", f"subject={BASE}/Patient/{w['pat']}") == set()
 
 
@@ -85,13 +92,20 @@ def test_identifier_and_missing(store: Store, world: dict[str, str]) -> None:
 def test_chains(store: Store, world: dict[str, str]) -> None:
     w = world
     assert find(store, "Observation", "subject:Patient.name=chalmers") == {w["o_pat"]}
-    assert find(store, "Observation", "subject.name=chalmers") == {w["o_pat"], w["o_grp"]}  # Patient or Location
+    assert find(store, "Observation", "subject.name=chalmers") == {
+        w["o_pat"],
+        w["o_grp"],
+    }  # Patient or Location
     assert find(store, "Patient", "general-practitioner.name=house") == {w["pat"]}
     assert find(store, "Patient", "general-practitioner:Practitioner.family=wilson") == {w["pat2"]}
     assert find(store, "Patient", "organization.name=clinic") == {w["pat"]}
     # two levels deep, and the chain's value ORs
-    assert find(store, "Observation", "subject:Patient.general-practitioner.name=house") == {w["o_pat"]}
-    assert find(store, "Observation", "subject:Patient.general-practitioner.name=house,wilson") == {w["o_pat"]}
+    assert find(store, "Observation", "subject:Patient.general-practitioner.name=house") == {
+        w["o_pat"]
+    }
+    assert find(store, "Observation", "subject:Patient.general-practitioner.name=house,wilson") == {
+        w["o_pat"]
+    }
     assert find(store, "Encounter", "subject:Patient.organization.name=clinic") == {w["enc"]}
     assert find(store, "Observation", f"subject:Patient._id={w['pat']}") == {w["o_pat"]}
     with pytest.raises(BadRequest, match="not a parameter"):
@@ -105,14 +119,22 @@ def test_chain_ignores_deleted_targets(store: Store, world: dict[str, str]) -> N
 
 def test_has(store: Store, world: dict[str, str]) -> None:
     w = world
-    assert find(store, "Patient", f"_has:Observation:patient:performer=Practitioner/{w['dr']}") == {w["pat"]}
+    assert find(store, "Patient", f"_has:Observation:patient:performer=Practitioner/{w['dr']}") == {
+        w["pat"]
+    }
     assert find(store, "Patient", "_has:Observation:subject:code:text=x") == {w["pat"]}
     assert find(store, "Patient", "_has:Encounter:patient:class=AMB") == {w["pat"]}
     assert find(store, "Patient", "_has:Encounter:patient:class=EMER") == set()
     # nested: practitioners who look after patients that have an encounter
-    assert find(store, "Practitioner", "_has:Patient:general-practitioner:_has:Encounter:patient:status=finished") == {w["dr"]}
+    assert find(
+        store,
+        "Practitioner",
+        "_has:Patient:general-practitioner:_has:Encounter:patient:status=finished",
+    ) == {w["dr"]}
     # with a chain inside
-    assert find(store, "Practitioner", "_has:Observation:performer:subject:Patient.name=chalmers") == {w["dr"]}
+    assert find(
+        store, "Practitioner", "_has:Observation:performer:subject:Patient.name=chalmers"
+    ) == {w["dr"]}
     with pytest.raises(BadRequest):
         find(store, "Patient", "_has:Observation:patient=x", strict=True)
 
@@ -129,7 +151,9 @@ def test_uri_above_below_and_source(store: Store, world: dict[str, str]) -> None
     prof = "http://example.org/fhir/StructureDefinition/a/b"
     assert find(store, "Patient", f"_profile={prof}") == {w["pat2"]}
     assert find(store, "Patient", "_profile=http://example.org/fhir/StructureDefinition/a") == set()
-    assert find(store, "Patient", "_profile:below=http://example.org/fhir/StructureDefinition") == {w["pat2"]}
+    assert find(store, "Patient", "_profile:below=http://example.org/fhir/StructureDefinition") == {
+        w["pat2"]
+    }
     assert find(store, "Patient", f"_profile:above={prof}/c/d") == {w["pat2"]}
     assert find(store, "Patient", "_profile:above=http://example.org/fhir/Other/a/b") == set()
     assert find(store, "Patient", "_source=urn:src:1") == {w["pat2"]}

@@ -31,7 +31,9 @@ def clinic(store: Store) -> dict[str, str]:
             "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Adams</div>"},
             "generalPractitioner": [{"reference": f"Practitioner/{o['dr']}"}],
             "managingOrganization": {"reference": f"Organization/{o['org']}"}}).rid  # fmt: skip
-        o["pat2"] = ctx.create({"resourceType": "Patient", "name": [{"family": "Baker"}], "birthDate": "1980-01-01"}).rid
+        o["pat2"] = ctx.create(
+            {"resourceType": "Patient", "name": [{"family": "Baker"}], "birthDate": "1980-01-01"}
+        ).rid
         o["obs"] = ctx.create({"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
             "subject": {"reference": f"Patient/{o['pat']}"}, "performer": [{"reference": f"Practitioner/{o['dr']}"}]}).rid  # fmt: skip
         o["obs2"] = ctx.create({"resourceType": "Observation", "status": "final", "code": {"text": "hr"},
@@ -46,7 +48,9 @@ def test_include_and_revinclude(store: Store, clinic: dict[str, str]) -> None:
     c = clinic
     page = store.search("Observation", [("_id", c["obs"]), ("_include", "Observation:subject")])
     assert rids(page.matches) == [c["obs"]] and rids(page.includes) == [c["pat"]]
-    page = store.search("Observation", [("_id", c["obs"]), ("_include", "Observation:subject:Practitioner")])
+    page = store.search(
+        "Observation", [("_id", c["obs"]), ("_include", "Observation:subject:Practitioner")]
+    )
     assert page.includes == []
     page = store.search("Observation", [("_id", c["obs"]), ("_include", "Observation:*")])
     assert set(rids(page.includes)) == {c["pat"], c["dr"]}
@@ -58,11 +62,23 @@ def test_include_and_revinclude(store: Store, clinic: dict[str, str]) -> None:
 
 def test_iterate(store: Store, clinic: dict[str, str]) -> None:
     c = clinic
-    plain = [("_id", c["obs2"]), ("_include", "Observation:subject"), ("_include", "Patient:general-practitioner")]
+    plain = [
+        ("_id", c["obs2"]),
+        ("_include", "Observation:subject"),
+        ("_include", "Patient:general-practitioner"),
+    ]
     assert set(rids(store.search("Observation", plain).includes)) == {c["pat"]}
-    iterated = [("_id", c["obs2"]), ("_include", "Observation:subject"), ("_include:iterate", "Patient:general-practitioner")]
+    iterated = [
+        ("_id", c["obs2"]),
+        ("_include", "Observation:subject"),
+        ("_include:iterate", "Patient:general-practitioner"),
+    ]
     assert set(rids(store.search("Observation", iterated).includes)) == {c["pat"], c["dr"]}
-    rev = [("_id", c["pat"]), ("_revinclude", "Observation:subject"), ("_revinclude:iterate", "Provenance:target")]
+    rev = [
+        ("_id", c["pat"]),
+        ("_revinclude", "Observation:subject"),
+        ("_revinclude:iterate", "Provenance:target"),
+    ]
     assert set(rids(store.search("Patient", rev).includes)) == {c["obs"], c["obs2"], c["prov"]}
     # everything reachable, each once, never a match again
     star = [("_id", c["obs"]), ("_include:iterate", "*")]
@@ -73,7 +89,9 @@ def test_iterate(store: Store, clinic: dict[str, str]) -> None:
 def test_includes_are_bounded(store: Store, clinic: dict[str, str]) -> None:
     engine = SearchEngine(store.registry, max_includes=1)
     with store.read_conn() as conn:
-        page = engine.search(conn, "Observation", [("_id", clinic["obs"]), ("_include", "Observation:*")])
+        page = engine.search(
+            conn, "Observation", [("_id", clinic["obs"]), ("_include", "Observation:*")]
+        )
     assert len(page.includes) == 1
     assert any("limited to 1" in i.diagnostics for i in page.issues)
 
@@ -81,7 +99,9 @@ def test_includes_are_bounded(store: Store, clinic: dict[str, str]) -> None:
 def test_sort(store: Store, clinic: dict[str, str]) -> None:
     c = clinic
     with store.write() as ctx:
-        c["z"] = ctx.create({"resourceType": "Patient", "name": [{"family": "Zed"}], "gender": "female"}).rid
+        c["z"] = ctx.create(
+            {"resourceType": "Patient", "name": [{"family": "Zed"}], "gender": "female"}
+        ).rid
 
     def order(sort: str) -> list[str]:
         return rids(store.search("Patient", [("_sort", sort)]).matches)
@@ -134,7 +154,11 @@ def test_summary_and_elements(store: Store, clinic: dict[str, str]) -> None:
     full = resource()
     assert "maritalStatus" in full and "text" in full and "tag" not in full["meta"]
     summary = resource(("_summary", "true"))
-    assert "maritalStatus" not in summary and "text" not in summary and "generalPractitioner" not in summary
+    assert (
+        "maritalStatus" not in summary
+        and "text" not in summary
+        and "generalPractitioner" not in summary
+    )
     assert summary["name"] == full["name"] and summary["birthDate"] == "1970-01-01"
     assert {"code": "SUBSETTED"}.items() <= summary["meta"]["tag"][-1].items()
     text = resource(("_summary", "text"))
@@ -144,18 +168,35 @@ def test_summary_and_elements(store: Store, clinic: dict[str, str]) -> None:
     assert resource(("_summary", "false")) == full
     elements = resource(("_elements", "name,gender"))
     assert set(elements) == {"resourceType", "id", "meta", "name", "gender"}
-    obs = bundle_of(store.search("Observation", [("_id", clinic["obs"]), ("_elements", "subject")]), "Observation")
-    assert set(obs["entry"][0]["resource"]) == {"resourceType", "id", "meta", "status", "code", "subject"}  # + mandatory
+    obs = bundle_of(
+        store.search("Observation", [("_id", clinic["obs"]), ("_elements", "subject")]),
+        "Observation",
+    )
+    assert set(obs["entry"][0]["resource"]) == {
+        "resourceType",
+        "id",
+        "meta",
+        "status",
+        "code",
+        "subject",
+    }  # + mandatory
     with pytest.raises(BadRequest, match="_summary"):
         store.search("Patient", [("_summary", "maybe")])
 
 
 def test_searchset_bundle(store: Store, clinic: dict[str, str]) -> None:
-    page = store.search("Patient", [("_id", clinic["pat"]), ("_revinclude", "Observation:subject"), ("bogus", "1")])
+    page = store.search(
+        "Patient", [("_id", clinic["pat"]), ("_revinclude", "Observation:subject"), ("bogus", "1")]
+    )
     raw = searchset_bundle(page, base=BASE, path="Patient")
     b = orjson.loads(raw)
     assert b["resourceType"] == "Bundle" and b["type"] == "searchset" and b["total"] == 1
-    assert b["link"] == [{"relation": "self", "url": f"{BASE}/Patient?_id={clinic['pat']}&_revinclude=Observation:subject"}]
+    assert b["link"] == [
+        {
+            "relation": "self",
+            "url": f"{BASE}/Patient?_id={clinic['pat']}&_revinclude=Observation:subject",
+        }
+    ]
     modes = [(e.get("fullUrl"), e["search"]["mode"]) for e in b["entry"]]
     assert modes[0] == (f"{BASE}/Patient/{clinic['pat']}", "match")
     assert sorted(m for _, m in modes) == ["include", "include", "match", "outcome"]

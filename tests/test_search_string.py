@@ -3,6 +3,7 @@ Chinese names, accents, :missing; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -17,7 +18,7 @@ def find(store: Store, rtype: str, query: str, **kw: object) -> set[str]:
 
 @pytest.fixture
 def people(store: Store) -> dict[str, str]:
-    data = {
+    data: dict[str, dict[str, Any]] = {
         "zhang": {"name": [{"family": "张", "given": ["三丰"]}]},
         "zhao": {"name": [{"family": "赵", "given": ["敏"]}]},
         "zhangwei": {"name": [{"family": "张伟", "given": ["小明"]}]},
@@ -34,7 +35,9 @@ def people(store: Store) -> dict[str, str]:
     return out
 
 
-def test_default_is_case_and_accent_insensitive_starts_with(store: Store, people: dict[str, str]) -> None:
+def test_default_is_case_and_accent_insensitive_starts_with(
+    store: Store, people: dict[str, str]
+) -> None:
     assert find(store, "Patient", "family=smith") == {people["smith"], people["smithers"]}
     assert find(store, "Patient", "family=SMITHE") == {people["smithers"]}
     assert find(store, "Patient", "family=nunez") == {people["nunez"]}
@@ -74,9 +77,16 @@ def test_chinese_names(store: Store, people: dict[str, str]) -> None:
 
 
 def test_or_and_and(store: Store, people: dict[str, str]) -> None:
-    assert find(store, "Patient", "family=smith,nunez") == {people["smith"], people["smithers"], people["nunez"]}
+    assert find(store, "Patient", "family=smith,nunez") == {
+        people["smith"],
+        people["smithers"],
+        people["nunez"],
+    }
     assert find(store, "Patient", "family=smith&given=paul") == {people["smith"]}
-    assert find(store, "Patient", "family=smith&given=waylon,john") == {people["smith"], people["smithers"]}
+    assert find(store, "Patient", "family=smith&given=waylon,john") == {
+        people["smith"],
+        people["smithers"],
+    }
 
 
 def test_missing(store: Store, people: dict[str, str]) -> None:
@@ -85,7 +95,11 @@ def test_missing(store: Store, people: dict[str, str]) -> None:
 
 
 def test_update_and_delete_reindex(store: Store, people: dict[str, str]) -> None:
-    store.update("Patient", people["smith"], {"resourceType": "Patient", "id": people["smith"], "name": [{"family": "Jones"}]})
+    store.update(
+        "Patient",
+        people["smith"],
+        {"resourceType": "Patient", "id": people["smith"], "name": [{"family": "Jones"}]},
+    )
     assert find(store, "Patient", "family=smith") == {people["smithers"]}
     assert find(store, "Patient", "family=jones") == {people["smith"]}
     store.delete("Patient", people["smithers"])

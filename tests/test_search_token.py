@@ -14,7 +14,7 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 
 
-def find(store: Store, rtype: str, query: str, **kw: object) -> set[str]:
+def find(store: Store, rtype: str | None, query: str, **kw: object) -> set[str]:
     page = store.search(rtype, parse_qsl(query, keep_blank_values=True), **kw)
     return {h.rid for h in page.matches}
 
@@ -30,11 +30,21 @@ def obs(code: list[dict[str, str]], text: str | None = None, **extra: object) ->
 def data(store: Store) -> dict[str, str]:
     out = {}
     with store.write() as ctx:
-        out["bp"] = ctx.create(obs([{"system": LOINC, "code": "8480-6", "display": "Systolic blood pressure"}])).rid
-        out["hr"] = ctx.create(obs([{"system": LOINC, "code": "8867-4", "display": "Heart rate"}], "Pulse")).rid
-        out["snomed"] = ctx.create(obs([{"system": SNOMED, "code": "8480-6"}])).rid  # same code, other system
+        out["bp"] = ctx.create(
+            obs([{"system": LOINC, "code": "8480-6", "display": "Systolic blood pressure"}])
+        ).rid
+        out["hr"] = ctx.create(
+            obs([{"system": LOINC, "code": "8867-4", "display": "Heart rate"}], "Pulse")
+        ).rid
+        out["snomed"] = ctx.create(
+            obs([{"system": SNOMED, "code": "8480-6"}])
+        ).rid  # same code, other system
         out["nosys"] = ctx.create(obs([{"code": "8480-6"}])).rid
-        out["text_only"] = {"resourceType": "Observation", "status": "final", "code": {"text": "Weight"}}  # type: ignore[assignment]
+        out["text_only"] = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Weight"},
+        }  # type: ignore[assignment]
         out["text_only"] = ctx.create(out["text_only"]).rid  # type: ignore[arg-type]
         out["male"] = ctx.create({"resourceType": "Patient", "gender": "male", "active": True,
             "identifier": [{"system": "urn:mrn", "value": "M-1",
@@ -52,12 +62,20 @@ def test_code_forms(store: Store, data: dict[str, str]) -> None:
     assert find(store, "Observation", f"code={LOINC}|8480-6") == {data["bp"]}
     assert find(store, "Observation", "code=|8480-6") == {data["nosys"]}
     assert find(store, "Observation", f"code={LOINC}|") == {data["bp"], data["hr"]}
-    assert find(store, "Observation", f"code={LOINC}|8480-6,{SNOMED}|8480-6") == {data["bp"], data["snomed"]}
+    assert find(store, "Observation", f"code={LOINC}|8480-6,{SNOMED}|8480-6") == {
+        data["bp"],
+        data["snomed"],
+    }
     assert find(store, "Observation", "code=8480") == set()  # tokens are exact
 
 
 def test_not_includes_missing(store: Store, data: dict[str, str]) -> None:
-    assert find(store, "Observation", f"code:not={LOINC}|8480-6") == {data["hr"], data["snomed"], data["nosys"], data["text_only"]}
+    assert find(store, "Observation", f"code:not={LOINC}|8480-6") == {
+        data["hr"],
+        data["snomed"],
+        data["nosys"],
+        data["text_only"],
+    }
     assert find(store, "Patient", "gender:not=male") == {data["female"], data["nogender"]}
 
 
@@ -70,15 +88,26 @@ def test_text(store: Store, data: dict[str, str]) -> None:
 
 def test_code_typed_params_accept_the_implied_system(store: Store, data: dict[str, str]) -> None:
     assert find(store, "Patient", "gender=male") == {data["male"]}
-    assert find(store, "Patient", "gender=http://hl7.org/fhir/administrative-gender|male") == {data["male"]}
+    assert find(store, "Patient", "gender=http://hl7.org/fhir/administrative-gender|male") == {
+        data["male"]
+    }
     assert find(store, "Patient", "active=true") == {data["male"]}
 
 
 def test_identifier_and_of_type(store: Store, data: dict[str, str]) -> None:
     assert find(store, "Patient", "identifier=M-1") == {data["male"], data["female"]}
     assert find(store, "Patient", "identifier=urn:mrn|M-1") == {data["male"]}
-    assert find(store, "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|M-1") == {data["male"]}
-    assert find(store, "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|M-2") == set()
+    assert find(
+        store, "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|M-1"
+    ) == {data["male"]}
+    assert (
+        find(
+            store,
+            "Patient",
+            "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|M-2",
+        )
+        == set()
+    )
     with pytest.raises(BadRequest, match="of-type"):
         find(store, "Patient", "identifier:of-type=MR|M-1")
 
@@ -93,7 +122,10 @@ def test_missing(store: Store, data: dict[str, str]) -> None:
 def test_meta_params(store: Store, data: dict[str, str]) -> None:
     assert find(store, "Patient", "_tag=urn:tags|vip") == {data["male"]}
     assert find(store, "Patient", "_tag=vip") == {data["male"]}
-    assert find(store, "Patient", f"_id={data['male']},{data['female']}") == {data["male"], data["female"]}
+    assert find(store, "Patient", f"_id={data['male']},{data['female']}") == {
+        data["male"],
+        data["female"],
+    }
     assert find(store, "Patient", f"_id:not={data['male']}") == {data["female"], data["nogender"]}
     assert find(store, None, "_tag=vip") == {data["male"]}  # system level
 
@@ -108,7 +140,10 @@ def test_in_and_not_in_with_stored_valuesets(store: Store, data: dict[str, str])
     with store.write() as ctx:
         a1 = ctx.create(obs([{"system": "http://example.org/cs", "code": "a1"}])).rid
         b = ctx.create(obs([{"system": "http://example.org/cs", "code": "b"}])).rid
-    assert find(store, "Observation", "code:in=http://example.org/vs/vitals") == {data["bp"], data["hr"]}
+    assert find(store, "Observation", "code:in=http://example.org/vs/vitals") == {
+        data["bp"],
+        data["hr"],
+    }
     assert find(store, "Observation", f"code:in=ValueSet/{vs_cs.rid}") == {a1}
     assert find(store, "Observation", "code:not-in=http://example.org/vs/a") == {
         data["bp"], data["hr"], data["snomed"], data["nosys"], data["text_only"], b}  # fmt: skip

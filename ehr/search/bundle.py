@@ -62,7 +62,10 @@ def searchset_bundle(page: SearchPage, *, base: str, path: str) -> bytes:
     if page.issues:
         entries.append(
             {
-                "resource": {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in page.issues]},
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [i.to_fhir() for i in page.issues],
+                },
                 "search": {"mode": "outcome"},
             }
         )

@@ -49,10 +49,14 @@ def _matches(key: str, names: set[str]) -> bool:
 
 
 def is_subsetting(summary: str | None, elements: tuple[str, ...] | None) -> bool:
-    return summary in ("true", "text", "data") or (elements is not None and summary in (None, "false"))
+    return summary in ("true", "text", "data") or (
+        elements is not None and summary in (None, "false")
+    )
 
 
-def _keep(rtype: str, summary: str | None, elements: tuple[str, ...] | None) -> tuple[set[str] | None, set[str]]:
+def _keep(
+    rtype: str, summary: str | None, elements: tuple[str, ...] | None
+) -> tuple[set[str] | None, set[str]]:
     """(names to keep or None for all, names to drop)."""
     table = _table().get(rtype, {"summary": (), "mandatory": ()})
     if summary == "true":
@@ -75,12 +79,14 @@ def filter_resource(
     keep, drop = _keep(str(resource.get("resourceType")), summary, elements)
     out: dict[str, Any] = {}
     for key, value in resource.items():
-        if key in _ALWAYS:
-            out[key] = value
-        elif (keep is None or _matches(key, keep)) and not _matches(key, drop):
+        if key in _ALWAYS or (keep is None or _matches(key, keep)) and not _matches(key, drop):
             out[key] = value
     meta = dict(out.get("meta") or {})
-    tags = [t for t in meta.get("tag") or [] if not (isinstance(t, dict) and t.get("code") == "SUBSETTED")]
+    tags = [
+        t
+        for t in meta.get("tag") or []
+        if not (isinstance(t, dict) and t.get("code") == "SUBSETTED")
+    ]
     meta["tag"] = [*tags, SUBSETTED]
     out["meta"] = meta
     if "resourceType" in out:  # keep resourceType, id, meta first

@@ -34,7 +34,13 @@ from ehr.errors import BadRequest, Issue
 from ehr.search.dates import now_us
 from ehr.search.include import Hit, hit_columns, resolve_includes
 from ehr.search.paging import Cursor, keyset_condition, order_by, sort_expression
-from ehr.search.params import PASS_THROUGH, RESULT_PARAMS, SearchRequest, parse_criteria, parse_request
+from ehr.search.params import (
+    PASS_THROUGH,
+    RESULT_PARAMS,
+    SearchRequest,
+    parse_criteria,
+    parse_request,
+)
 from ehr.search.sql import Cond, SqlContext, compartment_condition, condition
 from ehr.search.valueset import expand_valueset
 from ehr.storage.tables import resources
@@ -113,7 +119,9 @@ class SearchEngine:
             if base in RESULT_PARAMS:
                 raise BadRequest(f"'{name}' is not allowed in a conditional request", "invalid")
             if value == "":
-                raise BadRequest(f"Search parameter '{name}' has no value", "invalid", expression=(name,))
+                raise BadRequest(
+                    f"Search parameter '{name}' has no value", "invalid", expression=(name,)
+                )
             crit_params.append((name, value))
         if not crit_params:
             raise BadRequest("A conditional interaction needs search parameters", "invalid")
@@ -124,7 +132,11 @@ class SearchEngine:
         ctx = self._ctx(conn, None)
         stmt = (
             select(r.c.pk)
-            .where(r.c.rtype == rtype, r.c.deleted == false(), *(condition(c, r, ctx) for c in criteria))
+            .where(
+                r.c.rtype == rtype,
+                r.c.deleted == false(),
+                *(condition(c, r, ctx) for c in criteria),
+            )
             .order_by(r.c.pk)
             .limit(limit)
         )
@@ -180,7 +192,9 @@ class SearchEngine:
             return page
 
         keys = [sort_expression(k, r, at) for k in req.sort]
-        inner = select(r.c.pk.label("pk"), *(k.label(f"k{i}") for i, k in enumerate(keys))).where(*conds)
+        inner = select(r.c.pk.label("pk"), *(k.label(f"k{i}") for i, k in enumerate(keys))).where(
+            *conds
+        )
         m = inner.subquery("m")
         cols = [m.c[f"k{i}"] for i in range(len(keys))]
         forward = cursor.forward if cursor else True
@@ -198,7 +212,9 @@ class SearchEngine:
         if cursor is not None:
             page.total = cursor.total
         elif req.total != "none":
-            page.total = len(rows) if not more else self._count(conn, r, conds, req.total or "estimate")
+            page.total = (
+                len(rows) if not more else self._count(conn, r, conds, req.total or "estimate")
+            )
 
         def position(row: object, fwd: bool) -> Params:
             c = Cursor(fwd, tuple(row[1:]), int(row[0]), max_pk, at, page.total)  # type: ignore[index]
@@ -216,7 +232,11 @@ class SearchEngine:
             )
             if cut:
                 page.issues.append(
-                    Issue("too-costly", f"Included resources were limited to {self.max_includes}", "warning")
+                    Issue(
+                        "too-costly",
+                        f"Included resources were limited to {self.max_includes}",
+                        "warning",
+                    )
                 )
         return page
 
@@ -238,7 +258,10 @@ class SearchEngine:
     def _hits(conn: Connection, pks: list[int]) -> list[Hit]:
         if not pks:
             return []
-        rows = conn.execute(select(*hit_columns(resources)).where(resources.c.pk.in_(pks), resources.c.deleted == false())).all()  # type: ignore[call-overload]
+        rows = conn.execute(
+            select(*hit_columns(resources)).where(
+                resources.c.pk.in_(pks), resources.c.deleted == false()
+            )
+        ).all()
         by_pk = {row.pk: Hit(*row) for row in rows}
         return [by_pk[pk] for pk in pks if pk in by_pk]
-

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import FromClause, and_, false, select
+from sqlalchemy import FromClause, Select, and_, false, select
 from sqlalchemy.engine import Connection
 
 from ehr.search.params import Include
@@ -42,11 +43,13 @@ class Hit:
     data: bytes
 
 
-def hit_columns(r: FromClause) -> list[object]:
+def hit_columns(r: FromClause) -> list[Any]:
     return [r.c.pk, r.c.rtype, r.c.rid, r.c.version, r.c.last_updated, r.c.data]
 
 
-def _query(inc: Include, frontier: list[int], limit: int, compartment: tuple[str, str] | None) -> object:
+def _query(
+    inc: Include, frontier: list[int], limit: int, compartment: tuple[str, str] | None
+) -> Select[Any]:
     ref, other, out = idx_reference.alias(), resources.alias(), resources.alias()
     where = []
     if inc.source is not None:
@@ -91,7 +94,7 @@ def resolve_includes(
             room = limit - len(out) - len(new)
             if room <= 0:
                 return out + new, True
-            rows = conn.execute(_query(inc, frontier, room + 1, compartment)).all()  # type: ignore[call-overload]
+            rows = conn.execute(_query(inc, frontier, room + 1, compartment)).all()
             for row in rows:
                 if row.pk not in seen:
                     seen.add(row.pk)

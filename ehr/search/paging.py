@@ -55,7 +55,15 @@ class Cursor:
 
     def encode(self) -> str:
         return encode_cursor(
-            [_CURSOR_VERSION, "n" if self.forward else "p", list(self.keys), self.pk, self.max_pk, self.at, self.total]
+            [
+                _CURSOR_VERSION,
+                "n" if self.forward else "p",
+                list(self.keys),
+                self.pk,
+                self.max_pk,
+                self.at,
+                self.total,
+            ]
         )
 
     @classmethod
@@ -120,7 +128,9 @@ def order_by(cols: list[Any], sort: list[SortKey], pk: Any, forward: bool) -> li
     return out
 
 
-def keyset_condition(cols: list[Any], sort: list[SortKey], pk: Any, cursor: Cursor) -> ColumnElement[bool]:
+def keyset_condition(
+    cols: list[Any], sort: list[SortKey], pk: Any, cursor: Cursor
+) -> ColumnElement[bool]:
     """Rows strictly after (``cursor.forward``) or before the cursor position in the order."""
 
     def step(i: int) -> ColumnElement[bool]:

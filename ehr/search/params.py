@@ -33,6 +33,7 @@ from ehr.search.normalize import normalize_string
 from ehr.search.ucum import UCUM, canonical
 
 __all__ = [
+    "MAX_CRITERIA",
     "MAX_DEPTH",
     "PREFIXES",
     "REF_RE",
@@ -67,12 +68,16 @@ RESULT_PARAMS = frozenset(
     {"_sort", "_count", "_include", "_revinclude", "_summary", "_total", "_elements",
      "_contained", "_containedType", "_cursor", "_format", "_pretty"}
 )  # fmt: skip
+#: the only _contained / _containedType values supported (the defaults)
+_CONTAINED_DEFAULTS = frozenset({("_contained", "false"), ("_containedType", "container")})
 #: passed through to the links, otherwise ignored (the HTTP layer renders them)
 PASS_THROUGH = frozenset({"_format", "_pretty"})
 #: deepest chain / _has nesting accepted
 MAX_DEPTH = 6
 #: most keys in _sort, most _include/_revinclude parameters
 MAX_SORT_KEYS = 5
+#: most search parameters (AND-ed criteria) in one query
+MAX_CRITERIA = 100
 MAX_INCLUDE_PARAMS = 20
 
 _MODIFIERS: dict[str, frozenset[str]] = {
@@ -90,6 +95,7 @@ _NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 REF_RE = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ABSOLUTE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+_ELEMENT_RE = re.compile(r"^[a-z][A-Za-z0-9_]*(\[x\])?$")
 _TZ_SPACE_RE = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:\d\d)$")
 
 
@@ -289,7 +295,10 @@ def _bad(param: str, message: str) -> BadRequest:
 def _prefix(param: str, value: str, allowed: bool = True) -> tuple[str, str]:
     if len(value) >= 2 and value[:2].isalpha() and value[:2].islower():
         if value[:2] not in PREFIXES:
-            raise _bad(param, f"unknown prefix '{value[:2]}' in '{value}' (use one of eq ne gt lt ge le sa eb ap)")
+            raise _bad(
+                param,
+                f"unknown prefix '{value[:2]}' in '{value}' (use one of eq ne gt lt ge le sa eb ap)",
+            )
         if not allowed:
             raise _bad(param, f"a prefix is not allowed here: '{value}'")
         return value[:2], value[2:]
@@ -318,7 +327,8 @@ def _date(param: str, raw: str) -> RangeValue:
         low, high = date_range(text)
     except ValueError:
         raise _bad(
-            param, f"'{raw}' is not a valid date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss][zone])"
+            param,
+            f"'{raw}' is not a valid date (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm[:ss][zone])",
         ) from None
     return RangeValue(prefix, float(low), float(high), float(low))
 
@@ -374,18 +384,24 @@ def _string(raw: str) -> StringValue:
     return StringValue(text, normalize_string(text))
 
 
-def _reference(param: str, raw: str, type_modifier: str | None, sp: SearchParamDef | None) -> RefValue:
+def _reference(
+    param: str, raw: str, type_modifier: str | None, sp: SearchParamDef | None
+) -> RefValue:
     text = unescape(raw)
-    if m := REF_RE.match(text):
-        if m["type"] in resource_types():
-            if type_modifier and type_modifier != m["type"]:
-                raise _bad(param, f"'{text}' does not name a {type_modifier}")
-            return RefValue(m["type"], m["id"])
+    if (m := REF_RE.match(text)) and m["type"] in resource_types():
+        if type_modifier and type_modifier != m["type"]:
+            raise _bad(param, f"'{text}' does not name a {type_modifier}")
+        return RefValue(m["type"], m["id"])
     if _ABSOLUTE_RE.match(text):
         url, _, version = text.partition("|")
         return RefValue(url=url, version=version or None)
     if _ID_RE.match(text):
-        if type_modifier is None and sp is not None and len(sp.target) == 1 and sp.target[0] != "Resource":
+        if (
+            type_modifier is None
+            and sp is not None
+            and len(sp.target) == 1
+            and sp.target[0] != "Resource"
+        ):
             type_modifier = sp.target[0]
         return RefValue(type_modifier, text)
     if "/" in text:  # Type/id with an unknown type, or a relative url: compare as a url
@@ -427,7 +443,9 @@ def _parse_value(
     if ptype == "list":
         text = unescape(raw)
         if not _ID_RE.match(text):
-            raise _unsupported(param, f"'{text}' is not a List id (functional lists are not supported)")
+            raise _unsupported(
+                param, f"'{text}' is not a List id (functional lists are not supported)"
+            )
         return ListRef(text)
     if ptype == "composite":
         assert sp is not None
@@ -435,7 +453,9 @@ def _parse_value(
     raise _unsupported(param, f"parameters of type {ptype} are not supported")
 
 
-def _composite(param: str, raw: str, sp: SearchParamDef, registry: SearchParamRegistry) -> CompositeValue:
+def _composite(
+    param: str, raw: str, sp: SearchParamDef, registry: SearchParamRegistry
+) -> CompositeValue:
     comps = []
     for url, _expr in sp.component:
         d = registry.by_url(url)
@@ -482,9 +502,13 @@ class _Parser:
             return None
         return first
 
-    def criterion(self, name: str, value: str, types: tuple[str, ...] | None, depth: int = 0) -> Criterion:
+    def criterion(
+        self, name: str, value: str, types: tuple[str, ...] | None, depth: int = 0
+    ) -> Criterion:
         if depth > MAX_DEPTH:
-            raise BadRequest(f"Search parameter '{name}' nests chains deeper than {MAX_DEPTH}", "too-costly")
+            raise BadRequest(
+                f"Search parameter '{name}' nests chains deeper than {MAX_DEPTH}", "too-costly"
+            )
         if name.startswith("_has:"):
             return self.has(name, value, types, depth)
         head, dot, rest = name.partition(".")
@@ -502,7 +526,12 @@ class _Parser:
         sp = self.registry.get(source, code)
         if sp is None or sp.type != "reference":
             raise _unsupported(name, f"'{code}' is not a reference parameter of {source}")
-        if types is not None and sp.target and "Resource" not in sp.target and not set(types) & set(sp.target):
+        if (
+            types is not None
+            and sp.target
+            and "Resource" not in sp.target
+            and not set(types) & set(sp.target)
+        ):
             raise _unsupported(name, f"{source}.{code} cannot refer to {', '.join(types)}")
         inner = self.criterion(rest, value, (source,), depth + 1)
         return Has(source, code, inner, types)
@@ -523,14 +552,15 @@ class _Parser:
         else:
             targets = tuple(t for t in sp.target if t != "Resource")
             if not targets:
-                raise _bad(name, f"'{code}' may refer to any type: name one ('{code}:Patient.{rest}')")
+                raise _bad(
+                    name, f"'{code}' may refer to any type: name one ('{code}:Patient.{rest}')"
+                )
         branches: list[tuple[str, Criterion]] = []
-        errors: list[_Unsupported] = []
         for target in targets:
             try:
                 branches.append((target, self.criterion(rest, value, (target,), depth + 1)))
-            except _Unsupported as exc:
-                errors.append(exc)
+            except _Unsupported:
+                continue  # ``rest`` is not a parameter of this target type
         if not branches:
             raise _unsupported(name, f"'{rest}' is not a parameter of {' or '.join(targets)}")
         return Chain(code, types, tuple(branches))
@@ -570,20 +600,17 @@ class _Parser:
                 if sp.target and "Resource" not in sp.target and modifier not in sp.target:
                     raise _unsupported(name, f"'{code}' cannot refer to a {modifier}")
             if not ok:
-                raise _unsupported(name, f"modifier ':{modifier}' is not supported on {sp.type} parameters")
+                raise _unsupported(
+                    name, f"modifier ':{modifier}' is not supported on {sp.type} parameters"
+                )
         if modifier == "missing":
             return Leaf(code, sp.type, modifier, (self._bool(name, value),), types, sp)
-        if sp.type == "composite" and "," in value.replace("\\,", "") and not self._multiple_or(sp):
-            pass  # R4 marks most composites multipleOr=false; accepting OR costs nothing
         vals = tuple(
-            _parse_value(name, sp.type, modifier, v, sp, self.registry) for v in self.values(name, value)
+            _parse_value(name, sp.type, modifier, v, sp, self.registry)
+            for v in self.values(name, value)
         )
         implied = sp.type == "token" and self._implied_system(sp, types)
         return Leaf(code, sp.type, modifier, vals, types, sp, implied)
-
-    @staticmethod
-    def _multiple_or(sp: SearchParamDef) -> bool:
-        return True
 
     def _special(
         self, name: str, code: str, ptype: str, modifier: str | None, value: str,
@@ -593,7 +620,10 @@ class _Parser:
             raise _unsupported(name, f"modifier ':{modifier}' is not supported on {code}")
         if modifier == "missing":
             return Leaf(code, ptype, modifier, (self._bool(name, value),), types)
-        vals = tuple(_parse_value(name, ptype, modifier, v, None, self.registry) for v in self.values(name, value))
+        vals = tuple(
+            _parse_value(name, ptype, modifier, v, None, self.registry)
+            for v in self.values(name, value)
+        )
         return Leaf(code, ptype, modifier, vals, types)
 
     @staticmethod
@@ -625,8 +655,12 @@ class _Parser:
 
 def _result_error(strict: bool, issues: list[Issue], name: str, message: str) -> None:
     if strict:
-        raise BadRequest(f"Search parameter '{name}': {message}", "not-supported", expression=(name,))
-    issues.append(Issue("not-supported", f"Ignored search parameter '{name}': {message}", "warning"))
+        raise BadRequest(
+            f"Search parameter '{name}': {message}", "not-supported", expression=(name,)
+        )
+    issues.append(
+        Issue("not-supported", f"Ignored search parameter '{name}': {message}", "warning")
+    )
 
 
 def parse_criteria(
@@ -638,13 +672,19 @@ def parse_criteria(
     max_or_values: int,
 ) -> tuple[list[Criterion], list[tuple[str, str]], list[Issue]]:
     """The criteria of ``params`` (result parameters must have been removed)."""
+    if len(params) > MAX_CRITERIA:
+        raise BadRequest(f"At most {MAX_CRITERIA} search parameters in one search", "too-costly")
     parser = _Parser(registry, max_or_values, strict=strict)
     criteria: list[Criterion] = []
     applied: list[tuple[str, str]] = []
     issues: list[Issue] = []
     for name, value in params:
         if value == "":
-            issues.append(Issue("informational", f"Ignored search parameter '{name}' with no value", "warning"))
+            issues.append(
+                Issue(
+                    "informational", f"Ignored search parameter '{name}' with no value", "warning"
+                )
+            )
             continue
         try:
             criteria.append(parser.criterion(name, value, types))
@@ -661,7 +701,9 @@ def _types_param(value: str) -> tuple[str, ...]:
     types = tuple(t.strip() for t in value.split(",") if t.strip())
     unknown = [t for t in types if t not in resource_types()]
     if unknown:
-        raise BadRequest(f"_type: unknown resource type(s) {', '.join(unknown)}", "value", expression=("_type",))
+        raise BadRequest(
+            f"_type: unknown resource type(s) {', '.join(unknown)}", "value", expression=("_type",)
+        )
     return types
 
 
@@ -708,7 +750,13 @@ def parse_request(
 
 
 def _result_param(
-    req: SearchRequest, registry: SearchParamRegistry, name: str, value: str, *, strict: bool, max_count: int
+    req: SearchRequest,
+    registry: SearchParamRegistry,
+    name: str,
+    value: str,
+    *,
+    strict: bool,
+    max_count: int,
 ) -> None:
     base, _, modifier = name.partition(":")
     issues = req.issues
@@ -722,26 +770,30 @@ def _result_param(
         try:
             n = int(value)
         except ValueError:
-            raise BadRequest(f"_count must be a whole number, not '{value}'", "value", expression=("_count",)) from None
+            raise BadRequest(
+                f"_count must be a whole number, not '{value}'", "value", expression=("_count",)
+            ) from None
         if n < 0:
-            raise BadRequest(f"_count must not be negative ({value})", "value", expression=("_count",))
+            raise BadRequest(
+                f"_count must not be negative ({value})", "value", expression=("_count",)
+            )
         req.count = min(n, max_count)
         req.applied.append((name, str(req.count)))
         return
     if base == "_total":
         if value not in ("none", "estimate", "accurate"):
-            return _result_error(strict, issues, name, f"'{value}' is not one of none, estimate, accurate")
+            return _result_error(
+                strict, issues, name, f"'{value}' is not one of none, estimate, accurate"
+            )
         req.total = value
     elif base == "_summary":
         if value not in ("true", "false", "text", "data", "count"):
-            raise BadRequest(f"_summary must be true, false, text, data or count, not '{value}'", "value")
+            raise BadRequest(
+                f"_summary must be true, false, text, data or count, not '{value}'", "value"
+            )
         req.summary = value
     elif base == "_elements":
-        names = tuple(e.strip() for e in value.split(",") if e.strip())
-        bad = [e for e in names if not re.match(r"^[A-Za-z][A-Za-z0-9_]*(\[x\])?$", e.split(".")[-1])]
-        if bad:
-            raise BadRequest(f"_elements: '{bad[0]}' is not an element name", "value")
-        req.elements = tuple(e.split(".", 1)[1] if "." in e and e.split(".")[0][:1].isupper() else e for e in names)
+        req.elements = tuple(_element(e.strip()) for e in value.split(",") if e.strip())
     elif base == "_sort":
         keys = _sort(req, registry, value, strict)
         if keys is None:
@@ -751,18 +803,33 @@ def _result_param(
         if modifier not in ("", "iterate", "recurse"):
             return _result_error(strict, issues, name, f"unknown modifier ':{modifier}'")
         if len(req.includes) >= MAX_INCLUDE_PARAMS:
-            raise BadRequest(f"At most {MAX_INCLUDE_PARAMS} _include/_revinclude parameters", "too-costly")
+            raise BadRequest(
+                f"At most {MAX_INCLUDE_PARAMS} _include/_revinclude parameters", "too-costly"
+            )
         inc = _include(registry, base == "_revinclude", bool(modifier), value)
         if isinstance(inc, str):
             return _result_error(strict, issues, name, inc)
         req.includes.append(inc)
-    elif base in ("_contained", "_containedType"):
-        if (base, value) not in (("_contained", "false"), ("_containedType", "container")):
-            return _result_error(strict, issues, name, "searching contained resources is not supported")
+    elif base in ("_contained", "_containedType") and (base, value) not in _CONTAINED_DEFAULTS:
+        return _result_error(strict, issues, name, "searching contained resources is not supported")
     req.applied.append((name, value))
 
 
-def _sort(req: SearchRequest, registry: SearchParamRegistry, value: str, strict: bool) -> list[SortKey] | None:
+def _element(path: str) -> str:
+    """``name``, ``Patient.name`` or ``name.family`` -> the top-level element ``name``."""
+    parts = path.split(".")
+    if len(parts) > 1 and parts[0][:1].isupper():
+        parts = parts[1:]
+    if not _ELEMENT_RE.match(parts[0]):
+        raise BadRequest(
+            f"_elements: '{path}' is not an element name", "value", expression=("_elements",)
+        )
+    return parts[0]
+
+
+def _sort(
+    req: SearchRequest, registry: SearchParamRegistry, value: str, strict: bool
+) -> list[SortKey] | None:
     keys: list[SortKey] = []
     for item in (s.strip() for s in value.split(",")):
         if not item:
@@ -788,7 +855,9 @@ def _sort(req: SearchRequest, registry: SearchParamRegistry, value: str, strict:
     return keys
 
 
-def _include(registry: SearchParamRegistry, reverse: bool, iterate: bool, value: str) -> Include | str:
+def _include(
+    registry: SearchParamRegistry, reverse: bool, iterate: bool, value: str
+) -> Include | str:
     if value == "*":
         return Include(None, None, None, iterate, reverse)
     parts = value.split(":")

@@ -55,12 +55,12 @@ from ehr.definitions import patient_compartment, resource_types
 from ehr.errors import BadRequest
 from ehr.search.dates import now_us
 from ehr.search.params import (
+    REF_RE,
     Chain,
     CompositeValue,
     Criterion,
     Has,
     Leaf,
-    REF_RE,
     ListRef,
     QuantityValue,
     RangeValue,
@@ -155,11 +155,23 @@ def _in_idx(table: Any, code: str, types: tuple[str, ...] | None, test: Test | N
 # ------------------------------------------------------------------------------ ranges
 
 
-def _range_test(prefix: str, lo: Any, hi: Any, q: RangeValue | QuantityValue, *, half_open: bool, is_date: bool) -> Cond:
+def _range_test(
+    prefix: str,
+    lo: Any,
+    hi: Any,
+    q: RangeValue | QuantityValue,
+    *,
+    half_open: bool,
+    is_date: bool,
+    value: Any = None,
+) -> Cond:
+    """The prefix table above on a row range ``[lo, hi]``. ``value`` (a number or quantity
+    row's value, which lies in its range) adds the bound ``eq``/``sa``/``eb`` imply on it, so
+    the ``(rtype, param, value)`` index narrows the scan; it never changes the result."""
     qlo, qhi = q.low, q.high
     eq = and_(lo >= qlo, hi <= qhi)
     if prefix == "eq":
-        return eq
+        return eq if value is None else and_(value >= qlo, value <= qhi, eq)
     if prefix == "ne":
         return not_(eq)
     if prefix == "gt":
@@ -171,14 +183,13 @@ def _range_test(prefix: str, lo: Any, hi: Any, q: RangeValue | QuantityValue, *,
     if prefix == "le":
         return or_(lo < qlo, eq)
     if prefix == "sa":
-        return lo >= qhi if half_open else lo > qhi
+        test = lo >= qhi if half_open else lo > qhi
+        return test if value is None else and_(value >= qhi, test)
     if prefix == "eb":
-        return hi <= qlo if half_open else hi < qlo
+        test = hi <= qlo if half_open else hi < qlo
+        return test if value is None else and_(value <= qlo, test)
     if prefix == "ap":
-        if is_date:
-            margin = abs(now_us() - q.value) * 0.1
-        else:
-            margin = abs(q.value) * 0.1
+        margin = abs(now_us() - q.value if is_date else q.value) * 0.1
         alo, ahi = min(qlo, q.value - margin), max(qhi, q.value + margin)
         if half_open:
             return and_(lo < ahi, hi > alo)
@@ -223,7 +234,9 @@ def _string(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
     return r.c.pk.in_(_in_idx(idx_string, leaf.code, leaf.types, test))
 
 
-def token_test(t: Any, v: TokenValue, implied_system: bool, sys_col: str = "system", code_col: str = "code") -> Cond:
+def token_test(
+    t: Any, v: TokenValue, implied_system: bool, sys_col: str = "system", code_col: str = "code"
+) -> Cond:
     system, code = t.c[sys_col], t.c[code_col]
     if v.no_system:
         return and_(system.is_(None), code == v.code)
@@ -268,7 +281,9 @@ def _token(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
             if without:
                 tests.append(t.c.code.in_(without))
             if leaf.implied_system and with_system:
-                tests.append(and_(t.c.system.is_(None), t.c.code.in_(sorted({c for _, c in with_system}))))
+                tests.append(
+                    and_(t.c.system.is_(None), t.c.code.in_(sorted({c for _, c in with_system})))
+                )
             return or_(*tests) if tests else false()
 
         sub = _in_idx(idx_token, leaf.code, leaf.types, in_test)
@@ -325,7 +340,10 @@ def _reference(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
 def _date(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
     def test(t: Any) -> Cond:
         return or_(
-            *(_range_test(v.prefix, t.c.low, t.c.high, v, half_open=False, is_date=True) for v in leaf.values)
+            *(
+                _range_test(v.prefix, t.c.low, t.c.high, v, half_open=False, is_date=True)
+                for v in leaf.values
+            )
         )
 
     return r.c.pk.in_(_in_idx(idx_date, leaf.code, leaf.types, test))
@@ -334,14 +352,21 @@ def _date(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
 def _number(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
     def test(t: Any) -> Cond:
         return or_(
-            *(_range_test(v.prefix, t.c.low, t.c.high, v, half_open=True, is_date=False) for v in leaf.values)
+            *(
+                _range_test(
+                    v.prefix, t.c.low, t.c.high, v, half_open=True, is_date=False, value=t.c.value
+                )
+                for v in leaf.values
+            )
         )
 
     return r.c.pk.in_(_in_idx(idx_number, leaf.code, leaf.types, test))
 
 
 def quantity_test(t: Any, v: QuantityValue) -> Cond:
-    direct = _range_test(v.prefix, t.c.low, t.c.high, v, half_open=True, is_date=False)
+    direct = _range_test(
+        v.prefix, t.c.low, t.c.high, v, half_open=True, is_date=False, value=t.c.value
+    )
     if v.system is None and v.code is None:
         return direct
     if v.system is None:  # ||code: the code or the unit as written
@@ -392,7 +417,7 @@ def _uri(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
 def _component(t: Any, n: int, ptype: str, v: Any, ctx: SqlContext) -> Cond:
     c = f"c{n}_"
     if ptype == "token":
-        return token_test(t, v, True, c + "system", c + "code")
+        return token_test(t, v, False, c + "system", c + "code")
     if ptype == "string":
         return starts_with(t.c[c + "str"], v.norm, ctx)
     if ptype == "uri":
@@ -421,7 +446,12 @@ def _composite(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
         for v in leaf.values:
             assert isinstance(v, CompositeValue)
             alts.append(
-                and_(*(_component(t, n, pt, part, ctx) for n, (pt, part) in enumerate(zip(v.types, v.parts, strict=True), 1)))
+                and_(
+                    *(
+                        _component(t, n, pt, part, ctx)
+                        for n, (pt, part) in enumerate(zip(v.types, v.parts, strict=True), 1)
+                    )
+                )
             )
         return or_(*alts)
 
@@ -439,7 +469,9 @@ def _last_updated(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
     if leaf.modifier == "missing":
         return false() if leaf.values[0] else true()
     col = r.c.last_updated
-    return or_(*(_range_test(v.prefix, col, col, v, half_open=False, is_date=True) for v in leaf.values))
+    return or_(
+        *(_range_test(v.prefix, col, col, v, half_open=False, is_date=True) for v in leaf.values)
+    )
 
 
 def _list(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
@@ -448,7 +480,12 @@ def _list(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
     sub = (
         select(ref.c.target_type, ref.c.target_id)
         .join(lst, lst.c.pk == ref.c.pk)
-        .where(lst.c.rtype == "List", lst.c.rid.in_(ids), lst.c.deleted == false(), ref.c.param == "item")
+        .where(
+            lst.c.rtype == "List",
+            lst.c.rid.in_(ids),
+            lst.c.deleted == false(),
+            ref.c.param == "item",
+        )
     )
     return tuple_(r.c.rtype, r.c.rid).in_(sub)
 
@@ -497,7 +534,9 @@ def condition(crit: Criterion, r: FromClause, ctx: SqlContext) -> Cond:
     raise TypeError(crit)  # pragma: no cover
 
 
-def _chain_branch(crit: Chain, target: str, inner: Criterion, r: FromClause, ctx: SqlContext) -> Cond:
+def _chain_branch(
+    crit: Chain, target: str, inner: Criterion, r: FromClause, ctx: SqlContext
+) -> Cond:
     ref, t = idx_reference.alias(), resources.alias()
     sub = (
         select(ref.c.pk)
@@ -515,7 +554,9 @@ def _chain_branch(crit: Chain, target: str, inner: Criterion, r: FromClause, ctx
 
 def _has(crit: Has, r: FromClause, ctx: SqlContext) -> Cond:
     ref, s = idx_reference.alias(), resources.alias()
-    sources = select(s.c.pk).where(s.c.rtype == crit.source, s.c.deleted == false(), condition(crit.inner, s, ctx))
+    sources = select(s.c.pk).where(
+        s.c.rtype == crit.source, s.c.deleted == false(), condition(crit.inner, s, ctx)
+    )
     where = [ref.c.rtype == crit.source, ref.c.param == crit.code, ref.c.pk.in_(sources)]
     if crit.types is not None and len(crit.types) == 1:
         where.append(ref.c.target_type == crit.types[0])
@@ -523,7 +564,9 @@ def _has(crit: Has, r: FromClause, ctx: SqlContext) -> Cond:
     return tuple_(r.c.rtype, r.c.rid).in_(select(ref.c.target_type, ref.c.target_id).where(*where))
 
 
-def compartment_condition(r: FromClause, compartment: tuple[str, str], types: tuple[str, ...] | None) -> Cond:
+def compartment_condition(
+    r: FromClause, compartment: tuple[str, str], types: tuple[str, ...] | None
+) -> Cond:
     """``r`` is in the compartment: the compartment resource itself, or a resource whose
     compartment parameters (CompartmentDefinition) refer to it."""
     ctype, cid = compartment
@@ -543,4 +586,3 @@ def compartment_condition(r: FromClause, compartment: tuple[str, str], types: tu
     if types is None or ctype in types:
         conds.append(and_(r.c.rtype == ctype, r.c.rid == cid))
     return or_(*conds) if conds else false()
-

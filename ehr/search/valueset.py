@@ -37,13 +37,19 @@ def _by_url(conn: Connection, rtype: str, canonical: str) -> dict[str, Any] | No
     stmt = (
         select(resources.c.data)
         .join(u, u.c.pk == resources.c.pk)
-        .where(u.c.rtype == rtype, u.c.param == "url", u.c.value == url, resources.c.deleted == false())
+        .where(
+            u.c.rtype == rtype, u.c.param == "url", u.c.value == url, resources.c.deleted == false()
+        )
         .order_by(resources.c.pk.desc())
     )
     if version:
         v = idx_token.alias()
         stmt = stmt.where(
-            resources.c.pk.in_(select(v.c.pk).where(v.c.rtype == rtype, v.c.param == "version", v.c.code == version))
+            resources.c.pk.in_(
+                select(v.c.pk).where(
+                    v.c.rtype == rtype, v.c.param == "version", v.c.code == version
+                )
+            )
         )
     data = conn.execute(stmt.limit(1)).scalar()
     return orjson.loads(data) if data else None
@@ -58,7 +64,9 @@ def _by_id(conn: Connection, rtype: str, rid: str) -> dict[str, Any] | None:
     return orjson.loads(data) if data else None
 
 
-def _concepts(concepts: Any, parent_path: tuple[str, ...] = ()) -> Iterator[tuple[str, tuple[str, ...]]]:
+def _concepts(
+    concepts: Any, parent_path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, tuple[str, ...]]]:
     """(code, ancestors) of every concept of a CodeSystem, nested ones included."""
     for c in concepts or ():
         if isinstance(c, dict) and isinstance(c.get("code"), str):
@@ -84,7 +92,10 @@ class _Expander:
         else:
             vs = _by_url(self.conn, "ValueSet", ref)
         if vs is None:
-            raise BadRequest(f"Unknown ValueSet '{ref}' (':in' uses ValueSets stored on this server)", "not-found")
+            raise BadRequest(
+                f"Unknown ValueSet '{ref}' (':in' uses ValueSets stored on this server)",
+                "not-found",
+            )
         contains = (vs.get("expansion") or {}).get("contains")
         if contains:
             return self.check(set(self._contains(contains)), f"ValueSet {ref}")
@@ -109,9 +120,17 @@ class _Expander:
         parts: list[set[Code]] = []
         if system:
             if inc.get("concept"):
-                parts.append({(system, c["code"]) for c in inc["concept"] if isinstance(c, dict) and c.get("code")})
+                parts.append(
+                    {
+                        (system, c["code"])
+                        for c in inc["concept"]
+                        if isinstance(c, dict) and c.get("code")
+                    }
+                )
             else:
-                parts.append(self.codesystem(system, inc.get("version"), inc.get("filter") or [], ref))
+                parts.append(
+                    self.codesystem(system, inc.get("version"), inc.get("filter") or [], ref)
+                )
         for other in inc.get("valueSet") or ():
             parts.append(self.valueset(other, depth + 1))
         if not parts:
@@ -121,11 +140,14 @@ class _Expander:
             result = result & p
         return result
 
-    def codesystem(self, system: str, version: str | None, filters: list[Any], ref: str) -> set[Code]:
+    def codesystem(
+        self, system: str, version: str | None, filters: list[Any], ref: str
+    ) -> set[Code]:
         cs = _by_url(self.conn, "CodeSystem", f"{system}|{version}" if version else system)
         if cs is None:
             raise BadRequest(
-                f"Cannot expand ValueSet {ref}: CodeSystem {system} is not stored on this server", "not-supported"
+                f"Cannot expand ValueSet {ref}: CodeSystem {system} is not stored on this server",
+                "not-supported",
             )
         all_codes = list(_concepts(cs.get("concept")))
         selected = {code for code, _ in all_codes}
@@ -133,7 +155,8 @@ class _Expander:
             prop, op, value = f.get("property"), f.get("op"), f.get("value")
             if prop != "concept" or op not in ("is-a", "descendent-of", "is-not-a", "="):
                 raise BadRequest(
-                    f"Cannot expand ValueSet {ref}: filter {prop} {op} is not supported", "not-supported"
+                    f"Cannot expand ValueSet {ref}: filter {prop} {op} is not supported",
+                    "not-supported",
                 )
             if op == "=":
                 keep = {value}
