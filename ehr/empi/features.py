@@ -228,7 +228,7 @@ _SURNAME_PINYIN = frozenset(
 
 
 def _is_surname(token: str) -> bool:
-    return latin_fold(token).replace("v", "u") in _SURNAME_PINYIN
+    return normalize_syllable(latin_fold(token)) in _SURNAME_PINYIN
 
 
 def _parse_latin_text(text: str) -> NameForm | None:
@@ -312,7 +312,9 @@ _ADDRESS_TEXT = re.compile(
     r"(?P<district>.+?(?:区|县|市|旗))?"
     r"(?P<line>.*)$"
 )
-_LEADING_SUFFIX = re.compile(r"^(壮族自治区|回族自治区|维吾尔自治区|自治区|自治州|自治县|省|市|区|县|旗)")
+_LEADING_SUFFIX = re.compile(
+    r"^(壮族自治区|回族自治区|维吾尔自治区|自治区|自治州|自治县|省|市|区|县|旗)"
+)
 _LINE_SYNONYMS = (("号楼", "幢"), ("栋", "幢"), ("座", "幢"), ("单元", "单元"))
 _MUNICIPALITIES = frozenset({"北京", "上海", "天津", "重庆"})
 
@@ -369,7 +371,9 @@ def _birth(value: Any) -> str | None:
     return "".join(g for g in m.groups() if g) if m else None
 
 
-def extract(patient: Mapping[str, Any], config: IdentityConfig = DEFAULT_IDENTITY) -> PatientFeatures:
+def extract(
+    patient: Mapping[str, Any], config: IdentityConfig = DEFAULT_IDENTITY
+) -> PatientFeatures:
     """The comparable features of a Patient resource (a dict as stored or as received)."""
     names: list[NameForm] = []
     for n in patient.get("name") or []:

@@ -32,12 +32,14 @@ difference is a typo or a sibling (双胞胎 often share a generation character)
 here can tell apart, so it goes to review.
 
 Every :class:`MatchScore` lists its field contributions (field, level, weight): the explanation.
+:func:`resolve` grades one registration against all its candidates: more than one ``probable``
+candidate means nobody is linked automatically.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -56,6 +58,7 @@ __all__ = [
     "compare_names",
     "han_name_key",
     "pinyin_name_key",
+    "resolve",
     "score",
 ]
 
@@ -131,8 +134,8 @@ class MatchScore:
 class MatchConfig:
     """Thresholds (bits) and level probabilities. Defaults chosen with bench/bench_empi.py."""
 
-    upper: float = 24.0
-    lower: float = 12.0
+    upper: float = 23.0
+    lower: float = 14.0
     levels: Mapping[str, Mapping[str, tuple[float, float]]] = field(
         default_factory=lambda: DEFAULT_LEVELS
     )
@@ -145,7 +148,9 @@ class MatchConfig:
         if self.lower > self.upper:
             raise ValueError("the lower threshold must not exceed the upper one")
         weights = {
-            (f, lvl): math.log2(m / u) for f, lv in self.levels.items() for lvl, (m, u) in lv.items()
+            (f, lvl): math.log2(m / u)
+            for f, lv in self.levels.items()
+            for lvl, (m, u) in lv.items()
         }
         object.__setattr__(self, "_weights", weights)
 
@@ -199,31 +204,49 @@ def _edit1(a: str, b: str) -> bool:
     return a[i:] == b[i + 1 :]
 
 
+def _one_differs(
+    fam_a: Sequence[str], giv_a: Sequence[str], fam_b: Sequence[str], giv_b: Sequence[str]
+) -> bool:
+    """One character (or syllable) differs, and it is not the whole given name: 张晓明/张晓鸣
+    and 王伟/玉伟 are typos, 王伟/王强 are two names."""
+    if len(fam_a) != len(fam_b) or len(giv_a) != len(giv_b) or not giv_a:
+        return False
+    fam_diff = sum(p != q for p, q in zip(fam_a, fam_b, strict=True))
+    giv_diff = sum(p != q for p, q in zip(giv_a, giv_b, strict=True))
+    return fam_diff + giv_diff == 1 and (fam_diff == 1 or len(giv_a) > 1)
+
+
 def _compare_forms(x: NameForm, y: NameForm) -> str:
-    both_han = x.is_han and y.is_han
-    if both_han:
-        if x.han_family + x.han_given == y.han_family + y.han_given:
-            return "exact"
+    if x.is_han and y.is_han:
+        return _compare_han(x, y)
+    # romanised on one side at least: any reading of the characters may have been typed
     straight = bool(x.family_alts & y.family_alts) and bool(x.given_alts & y.given_alts)
     crossed = bool(x.family_alts & y.given_alts) and bool(x.given_alts & y.family_alts)
     if straight or (crossed and not (x.ordered and y.ordered)):
         return "pinyin"
     if x.family_py + x.given_py == y.family_py + y.given_py:
         return "pinyin"  # the same syllables split differently
-    if crossed or (both_han and x.han_family == y.han_given and x.han_given == y.han_family):
+    if crossed:
         return "swapped"
-    if both_han:
-        if _hamming1(x.han_family + x.han_given, y.han_family + y.han_given):
-            return "typo"
-    else:
-        xs, ys = x.family + x.given, y.family + y.given
-        if len(xs) == len(ys) and sum(p != q for p, q in zip(xs, ys, strict=True)) == 1:
-            return "typo"
-        if _edit1(x.family_py + x.given_py, y.family_py + y.given_py):
-            return "typo"
-    if (both_han and x.han_family == y.han_family and x.han_family) or (
-        x.family_alts & y.family_alts
-    ):
+    if _one_differs(x.family, x.given, y.family, y.given):
+        return "typo"
+    if _edit1(x.family_py + x.given_py, y.family_py + y.given_py):
+        return "typo"
+    return "family-only" if x.family_alts & y.family_alts else "disagree"
+
+
+def _compare_han(x: NameForm, y: NameForm) -> str:
+    """Both in characters. Homophones compare the usual readings only: a rare reading of one
+    character (青 can be read jing) must not make 李青 sound like 李静."""
+    if x.han_family + x.han_given == y.han_family + y.han_given:
+        return "exact"
+    if x.family_py + x.given_py == y.family_py + y.given_py:
+        return "pinyin"
+    if x.family_py == y.given_py and x.given_py == y.family_py:
+        return "swapped"  # in characters or in sound (a swap and a homophone typo)
+    if _one_differs(x.han_family, x.han_given, y.han_family, y.han_given):
+        return "typo"
+    if (x.han_family and x.han_family == y.han_family) or x.family_py == y.family_py:
         return "family-only"
     return "disagree"
 
@@ -296,6 +319,26 @@ def _phones_agree(a: frozenset[str], b: frozenset[str]) -> bool:
         return True
     # a landline written with and without its area code
     return any((p.endswith(q) or q.endswith(p)) and min(len(p), len(q)) >= 7 for p in a for q in b)
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def resolve(scores: Mapping[str, MatchScore]) -> dict[str, Grade]:
+    """The grades of one registration against all its candidates, keyed by golden record.
+
+    Pair grades stand, except that two or more ``probable`` candidates make the registration
+    ambiguous: none of them is linked automatically, all go to review (``possible``). Two people
+    of the same name and birth date, with no identifier or contact to tell them apart, are
+    exactly this case. ``certain`` (an identifier rule) is never demoted.
+
+    Key the mapping by golden record (the best score of each golden record's source records),
+    so that several already linked records of one citizen do not count as ambiguity.
+    """
+    grades: dict[str, Grade] = {k: s.grade for k, s in scores.items()}
+    if sum(g == "probable" for g in grades.values()) > 1:
+        grades = {k: "possible" if g == "probable" else g for k, g in grades.items()}
+    return grades
 
 
 # ----------------------------------------------------------------------------------- score

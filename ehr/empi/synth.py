@@ -62,8 +62,13 @@ _DISTORTION_WEIGHTS = (0.20, 0.08, 0.15, 0.05, 0.18, 0.15, 0.14, 0.05)
 _HOSPITALS = tuple(f"hosp-{i:02d}" for i in range(1, 21))
 _TODAY = date(2025, 1, 1)
 
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 # family names with their share (per cent) of the population of China
-_SURNAMES = (
+_SURNAMES = _words(
     "王7.1 李7.0 张6.7 刘5.4 陈4.5 杨3.1 黄2.2 赵2.0 吴2.0 周1.9 徐1.6 孙1.5 马1.3 朱1.3 胡1.2 "
     "郭1.2 何1.2 林1.1 高1.1 罗1.0 郑0.9 梁0.9 谢0.8 宋0.7 唐0.7 许0.7 韩0.6 冯0.6 邓0.6 曹0.6 "
     "彭0.6 曾0.6 肖0.6 田0.5 董0.5 袁0.5 潘0.5 于0.5 蒋0.5 蔡0.5 余0.5 杜0.5 叶0.4 程0.4 苏0.4 "
@@ -72,7 +77,7 @@ _SURNAMES = (
     "薛0.3 闫0.2 段0.2 雷0.2 侯0.2 龙0.2 史0.2 陶0.2 黎0.2 贺0.2 顾0.2 毛0.2 郝0.2 龚0.2 邵0.2 "
     "万0.2 钱0.2 严0.2 覃0.1 武0.2 戴0.2 莫0.1 孔0.1 向0.1 汤0.1 单0.05 区0.02 解0.03 仇0.03 "
     "朴0.03 欧阳0.05 司马0.01 诸葛0.01 上官0.01 查0.02 盖0.02"
-).split()
+)
 _SURNAME_NAMES = tuple(s.rstrip("0123456789.") for s in _SURNAMES)
 _SURNAME_WEIGHTS = tuple(float(s[len(n) :]) for s, n in zip(_SURNAMES, _SURNAME_NAMES, strict=True))
 
@@ -104,11 +109,11 @@ _EXTRA = (
     "哥尚商关观冠茶察差改该钙"
 )
 # look-alike characters (形近字) for typos that are not homophones
-_LOOKALIKE_PAIRS = (
+_LOOKALIKE_PAIRS = _words(
     "王玉 未末 己已 日曰 土士 大太 天夫 人入 木本 千干 午牛 晴睛 清请 明朋 杨扬 伟韦 峰锋 娟涓 "
     "丽莉 海梅 江汪 波泼 军车 兵丘 鸣呜 霞暇 辉挥 敏敬 静净 洋祥 玲铃 婷亭 颖领 建健 红虹 华花 "
     "宁宇 刚钢 杰木 萍苹 芳方 英央 桂娃 洁浩 倩情 晶品 琳淋 燕蒸 斌彬 凯岂 涛寿 鑫森 超起"
-).split()
+)
 _DISTRICTS = {
     ("浙江省", "杭州市"): ("西湖区", "上城区", "拱墅区", "滨江区", "萧山区", "余杭区", "临平区",
                           "钱塘区", "富阳区", "临安区", "桐庐县", "淳安县", "建德市"),
@@ -117,11 +122,11 @@ _DISTRICTS = {
     ("浙江省", "绍兴市"): ("越城区", "柯桥区", "上虞区", "诸暨市", "嵊州市"),
 }  # fmt: skip
 _CITY_WEIGHTS = (0.7, 0.12, 0.1, 0.08)
-_STREETS = (
+_STREETS = _words(
     "文三路 文二路 文一路 天目山路 西溪路 莫干山路 延安路 中山路 解放路 庆春路 凤起路 体育场路 "
     "江南大道 滨盛路 江陵路 学院路 教工路 古墩路 紫金港路 余杭塘路 文化路 人民路 建设路 环城北路 "
     "湖墅南路 丽水路 上塘路 秋涛路 钱江路 望江路 南山路 北山街 曙光路 保俶路 黄龙路 杭海路"
-).split()
+)
 _REGION_CODE = {"杭州市": "330106", "宁波市": "330203", "温州市": "330302", "绍兴市": "330602"}
 
 
@@ -178,12 +183,13 @@ class _Gen:
         for pair in _LOOKALIKE_PAIRS:
             self.lookalikes[pair[0]] = pair[1]
             self.lookalikes.setdefault(pair[1], pair[0])
-        self.traditional = {}
+        self.traditional: dict[str, str] = {}
         for trad, simp in VARIANTS.items():
             self.traditional.setdefault(simp, trad)
         self.seq = 0
         self.mrn_next: dict[str, int] = {}
         self.ids_used: set[str] = set()
+        self.indexed = 0  # citizens with a primary record (newcomers pick their kin there)
 
     # -- pieces of a person
     def surname(self) -> str:
@@ -282,19 +288,19 @@ class _Gen:
         first = self.adult(sex1, addr, hid)
         if size == 1:
             return
-        father = first if sex1 == "male" else None
-        if size >= 2:
-            sex2: Literal["male", "female"] = "female" if sex1 == "male" else "male"
-            second = self.person(
-                family=self.surname(),
-                sex=sex2,
-                birth=min(first.birth + timedelta(days=self.rng.randint(-2000, 2000)), date(2002, 12, 31)),
-                phone=self.phone(),
-                address=addr,
-                household=hid,
-            )
-            father = father or second
-        parent_born = min(first.birth, father.birth)
+        sex2: Literal["male", "female"] = "female" if sex1 == "male" else "male"
+        second = self.person(
+            family=self.surname(),
+            sex=sex2,
+            birth=min(
+                first.birth + timedelta(days=self.rng.randint(-2000, 2000)), date(2002, 12, 31)
+            ),
+            phone=self.phone(),
+            address=addr,
+            household=hid,
+        )
+        father = first if sex1 == "male" else second
+        parent_born = max(first.birth, second.birth)  # children come after the younger is 22
         if parent_born.year + 22 > 2020:
             return
         children = size - 2
@@ -317,14 +323,20 @@ class _Gen:
                 family=father.family,
                 sex=sex_c,
                 birth=born,
-                phone=(self.rng.choice((first.phone, father.phone)) if born.year > 2008 else self.phone()),
+                phone=(
+                    self.rng.choice((first.phone, father.phone))
+                    if born.year > 2008
+                    else self.phone()
+                ),
                 address=addr,
                 household=hid,
                 given=given,
                 hard_negative="twin" if twins and k else None,
             )
 
-    def adult(self, sex: Literal["male", "female"], addr: tuple[str, str, str, str], hid: int) -> Citizen:
+    def adult(
+        self, sex: Literal["male", "female"], addr: tuple[str, str, str, str], hid: int
+    ) -> Citizen:
         born = self.birth(1940, 2000)
         if self.citizens and self.rng.random() < 0.02:
             # a namesake: the name of a citizen with a common name, the same birth year
@@ -392,7 +404,9 @@ class _Gen:
         elif rng.random() < 0.08:
             phone = None
         if phone:
-            patient["telecom"] = [{"system": "phone", "value": self.phone_format(phone), "use": "mobile"}]
+            patient["telecom"] = [
+                {"system": "phone", "value": self.phone_format(phone), "use": "mobile"}
+            ]
         address: tuple[str, str, str, str] | None = c.address
         if "address" in distortions:
             address = self.address() if rng.random() < 0.7 else None
@@ -423,7 +437,9 @@ class _Gen:
         character) three times in four when there is one, else by a look-alike."""
         full = family + given
         # given-name characters are mistyped more often than the family name
-        pos = len(family) + self.rng.randrange(len(given)) if given and self.rng.random() < 0.8 else 0
+        pos = (
+            len(family) + self.rng.randrange(len(given)) if given and self.rng.random() < 0.8 else 0
+        )
         ch = full[pos]
         sound = syllables(ch)
         homophones = [h for h in self.homophones.get(sound[0], ()) if h != ch] if sound else []
@@ -486,7 +502,13 @@ class _Gen:
             line = line.replace("幢", "栋")
         style = self.rng.random()
         if style < 0.6:
-            return {"use": "home", "state": province, "city": city, "district": district, "line": [line]}
+            return {
+                "use": "home",
+                "state": province,
+                "city": city,
+                "district": district,
+                "line": [line],
+            }
         if style < 0.8:
             return {"use": "home", "text": province + city + district + line}
         return {
@@ -508,7 +530,7 @@ class _Gen:
 
     def newcomer(self) -> Citizen:
         """A twin, namesake or relative of an existing citizen who has no record yet."""
-        base = self.citizens[self.rng.randrange(len(self.citizens))]
+        base = self.citizens[self.rng.randrange(self.indexed)]
         kind = self.rng.choices(("twin", "namesake", "relative"), (0.5, 0.3, 0.2))[0]
         sex: Literal["male", "female"] = self.rng.choice(("male", "female"))
         if kind == "namesake":
@@ -524,7 +546,9 @@ class _Gen:
             generation = base.given[0] if len(base.given) == 2 and self.rng.random() < 0.5 else ""
             given = base.given
             while not self.distinct_in_household(base.household, given):
-                given = generation + self.given_char(sex) if generation else self.given(sex, base.birth)
+                given = (
+                    generation + self.given_char(sex) if generation else self.given(sex, base.birth)
+                )
             return self.person(
                 family=base.family, given=given, sex=sex, birth=base.birth, phone=base.phone,
                 address=base.address, household=base.household, hard_negative="twin",
@@ -563,6 +587,7 @@ def generate(
     while len(g.citizens) < n:
         g.household()
     del g.citizens[n:]
+    g.indexed = n
     pop = Population(citizens=g.citizens)
     primary_hospital: list[str] = []
     for c in pop.citizens:
@@ -577,7 +602,6 @@ def generate(
             h = g.rng.choice([x for x in _HOSPITALS if x != primary_hospital[c.cid]])
             pop.records.append(g.record(c, "duplicate", h, g.distortions()))
     for _ in range(int(n * newcomer_rate)):
-        c = g.newcomer()
-        pop.citizens.append(c)
+        c = g.newcomer()  # appended to pop.citizens (the generator's list)
         pop.records.append(g.record(c, "newcomer", g.rng.choice(_HOSPITALS)))
     return pop
