@@ -44,6 +44,7 @@ from typing import Any
 from ehr.codesystems import CANONICAL_BASE
 
 __all__ = [
+    "INSURANCE_SYSTEM",
     "CITIZEN_ID_SYSTEM",
     "CITIZEN_ID_HASH_SYSTEM",
     "NATIONAL_HEALTH_CARD_SYSTEM",
@@ -84,6 +85,9 @@ MASKED_VALUE_EXTENSION = f"{CANONICAL_BASE}/StructureDefinition/identifier-maske
 
 #: the exchange's own card namespace: the pseudonymous card serial ``cid`` (see CARD.md)
 HEALTH_CARD_SYSTEM = f"{CANONICAL_BASE}/sid/health-card"
+
+#: 医保号: the medical-insurance number (a deterministic identity key for the EMPI).
+INSURANCE_SYSTEM = f"{CANONICAL_BASE}/sid/insurance"
 #: 城乡居民健康档案编号 (17 digits: county 6 + street 3 + community 3 + sequence 5)
 HEALTH_RECORD_SYSTEM = "urn:oid:2.16.156.10011.1.2"
 #: 医疗机构组织机构代码 (GB 11714, 9 characters)

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
-from ehr.codesystems import CANONICAL_BASE
 from ehr.empi.pinyin import (
     SURNAME_READINGS,
     fold_variants,
@@ -49,6 +48,7 @@ from ehr.identifiers import (
     CITIZEN_ID_HASH_SYSTEM,
     CLEAR_CITIZEN_ID_SYSTEMS,
     HEALTH_CARD_SYSTEM,
+    INSURANCE_SYSTEM,
     MRN_SYSTEM_TEMPLATE,
     hash_citizen_id,
     is_valid_citizen_id,
@@ -65,9 +65,6 @@ __all__ = [
     "normalize_address",
     "normalize_phone",
 ]
-
-#: 医保号 (medical insurance number). TODO(lead): move next to the other systems in ehr.identifiers
-INSURANCE_SYSTEM = f"{CANONICAL_BASE}/sid/insurance"
 
 _MAX_ALTERNATIVES = 16
 
