@@ -14,17 +14,19 @@ Layout::
     {"constraints": [{"key": "pat-1", "severity": "error", "human": "...",
                       "expression": "name.exists() or ...", "path": "Patient.contact"}, ...],
      "skipped": {"ele-1": "why", ...},
-     "nodes": {"Patient.contact": {
-                  "fp": "Patient.contact",          # the type name fhirpathpy knows it by
-                  "base": "BackboneElement",        # its constraints and elements apply too
-                  "inv": [12],                      # constraints on the node itself
-                  "req": [["relationship", ...]],   # min >= 1: one of these JSON keys needed
-                  "e": {"name": {"t": "HumanName"},          # complex child: node name
-                        "telecom": {"t": "ContactPoint", "m": 1},  # m: max is "*"
-                        "gender": {"p": "code"},             # primitive child: its type
-                        "valueQuantity": {"t": "Quantity", "x": "value"},  # choice of value[x]
-                        "contained": {"t": "*", "m": 1},     # any resource (resourceType)
-                        "x": {..., "i": [3]}}}}}            # constraints on this element only
+     "nodes": {
+       "Patient.contact": {"fp": "Patient.contact",   # the type name fhirpathpy knows it by
+                           "base": "BackboneElement", # its constraints and elements apply too
+                           "inv": [154],              # constraints on every occurrence
+                           "e": {"name": {"t": "HumanName"},            # complex: its node
+                                 "telecom": {"t": "ContactPoint", "m": 1},  # m: max is "*"
+                                 "gender": {"p": "code"}}},             # primitive: its type
+       "Observation": {"req": [["status"], ["code"]],  # min >= 1: one of these JSON keys
+                       "e": {"valueQuantity": {"t": "Quantity", "x": "value"},  # value[x]
+                             "contained": {"t": "*", "m": 1}, ...}},  # any resource
+       "Organization": {"e": {"telecom": {"t": "ContactPoint", "m": 1, "i": [151]}, ...}},
+                                                     # i: constraints of this element only
+       "SimpleQuantity": {"fp": "Quantity", "base": "Quantity", "inv": [48]}, ...}}
 
 Constraints sit on the node of their type (qty-3 on ``Quantity``, per-1 on ``Period``, pat-1 on
 the backbone ``Patient.contact``) and inherited ones are kept once, on the base that defines them
@@ -208,9 +210,7 @@ class _Builder:
         return elements, required
 
     def _drop_inherited(self) -> None:
-        inherited = {
-            name: self._inherited(n.get("base")) for name, n in self.nodes.items()
-        }
+        inherited = {name: self._inherited(n.get("base")) for name, n in self.nodes.items()}
         for name, n in self.nodes.items():
             elements, required = inherited[name]
             if "e" in n:
@@ -251,7 +251,12 @@ class _Builder:
                         del entry["i"]
         used = sorted(
             {i for n in self.nodes.values() for i in n.get("inv", [])}
-            | {i for n in self.nodes.values() for e in n.get("e", {}).values() for i in e.get("i", [])}
+            | {
+                i
+                for n in self.nodes.values()
+                for e in n.get("e", {}).values()
+                for i in e.get("i", [])
+            }
         )
         renumber = {old: new for new, old in enumerate(used)}
         self.constraints = [self.constraints[i] for i in used]
