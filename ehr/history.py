@@ -91,6 +91,8 @@ def history(
     ).all()
     more = len(rows) > count
     rows = rows[:count]
+    if not rows:
+        return HistoryPage([], None, total)
     entries = [HistoryEntry(*r[:7]) for r in rows]
     next_cursor = encode_cursor([rows[-1].last_updated, rows[-1].pk, rows[-1].version]) if more else None
     return HistoryPage(entries, next_cursor, total)

@@ -56,6 +56,8 @@ from ehr.validation import check_id
 
 __all__ = [
     "PendingWrite",
+    "check_type",
+    "parse_condition",
     "Store",
     "StoredResource",
     "WriteContext",
@@ -395,7 +397,11 @@ class Store:
     default_count: int = 50
     max_count: int = 1000
     max_or_values: int = 100
+    #: honour SearchParameter resources as custom parameters (:mod:`ehr.search.custom`)
+    custom_search_parameters: bool = True
     engine: Engine = field(init=False)
+    #: the :class:`ehr.search.custom.CustomSearchParameters` hook (None when turned off)
+    custom: Any = field(init=False, default=None)
     _search_engine: Any = field(init=False, default=None)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
@@ -421,6 +427,10 @@ class Store:
             )
         else:
             self.engine = self.url
+        if self.custom_search_parameters:
+            from ehr.search.custom import CustomSearchParameters
+
+            self.custom = CustomSearchParameters.install(self)
 
     # -- schema --------------------------------------------------------------------------------
     def migrate(self) -> None:
@@ -449,6 +459,12 @@ class Store:
                     )
         return self._search_engine
 
+    def refresh_search_parameters(self, *, force: bool = False) -> None:
+        """Pick up custom SearchParameters written by other processes (cheap: a check at most
+        once a second); searches and writes call it."""
+        if self.custom is not None:
+            self.custom.refresh(force=force)
+
     def index(self, resource: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         from ehr.search.indexer import extract
 
@@ -463,6 +479,7 @@ class Store:
     def write(self) -> Iterator[WriteContext]:
         """One write transaction: everything done through the context commits together."""
         ctx: WriteContext | None = None
+        self.refresh_search_parameters()
         try:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 ctx = WriteContext(self, conn)
@@ -570,6 +587,7 @@ class Store:
         """http://hl7.org/fhir/R4/search.html; see :class:`ehr.search.engine.SearchEngine`."""
         if rtype is not None:
             check_type(rtype)
+        self.refresh_search_parameters()
         with self.read_conn() as conn:
             return self.search_engine.search(conn, rtype, list(params), **kwargs)
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
 from ehr.settings import Settings, get_settings
 from ehr.store import Store
@@ -63,24 +63,30 @@ INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delet
 
 
 def _copy_routes(app: FastAPI, router: APIRouter, prefix: str) -> list[BaseRoute]:
-    """Add ``router``'s routes to ``app`` under ``prefix`` as plain ``APIRoute``s (so their
-    name, methods and path stay visible to the CapabilityStatement and to 405 ``Allow``)."""
+    """Add ``router``'s routes to ``app`` under ``prefix`` as plain routes (so their name,
+    methods and path stay visible to the CapabilityStatement and to 405 ``Allow``)."""
     before = len(app.router.routes)
     for route in router.routes:
-        if not isinstance(route, APIRoute):
-            raise TypeError(f"only API routes can be mounted, not {route!r}")
-        app.router.add_api_route(
-            prefix + route.path,
-            route.endpoint,
-            methods=sorted(route.methods),
-            name=route.name,
-            response_class=route.response_class,
-            dependencies=route.dependencies,
-            include_in_schema=route.include_in_schema,
-            summary=route.summary,
-            description=route.description,
-            tags=route.tags,
-        )
+        if isinstance(route, APIRoute):
+            app.router.add_api_route(
+                prefix + route.path,
+                route.endpoint,
+                methods=sorted(route.methods or ()),
+                name=route.name,
+                response_class=route.response_class,
+                dependencies=route.dependencies,
+                include_in_schema=route.include_in_schema,
+                summary=route.summary,
+                description=route.description,
+                tags=route.tags,
+            )
+        elif isinstance(route, Route):
+            methods = sorted(route.methods or ())
+            app.router.routes.append(
+                Route(prefix + route.path, route.endpoint, methods=methods, name=route.name)
+            )
+        else:
+            raise TypeError(f"only routes can be mounted here, not {route!r}")
     return app.router.routes[before:]
 
 
@@ -88,9 +94,12 @@ def include_before_interactions(app: FastAPI, router: APIRouter) -> None:
     """Mount ``router``'s routes under the FHIR prefix, matched before the generic interaction
     routes (for ``$operations``, batch/transaction at the base, ...)."""
     added = _copy_routes(app, router, app.state.prefix)
+    if not added:
+        return
     del app.router.routes[-len(added) :]
     first: int = app.state.first_fhir_route
     app.router.routes[first:first] = added
+    app.state.first_fhir_route = first + len(added)
     app.state.capability_cache.clear()
 
 
@@ -107,11 +116,7 @@ def create_app(
     settings = settings or get_settings()
     owns_store = store is None
     if store is None:
-        store = Store(
-            settings.resolved_database_url(),
-            pool_size=settings.db_pool_size,
-            statement_timeout_ms=settings.statement_timeout_ms,
-        )
+        store = Store.from_settings(settings)
     built: Store = store
 
     @asynccontextmanager

@@ -25,7 +25,7 @@ __all__ = [
     "FORM",
     "JSON",
     "JSON_PATCH",
-    "RESULT_PARAMS",
+    "FORMAT_PARAMS",
     "body_type",
     "fhir_response",
     "is_pretty",
@@ -40,7 +40,7 @@ JSON_PATCH = "application/json-patch+json"
 FORM = "application/x-www-form-urlencoded"
 
 #: Parameters about the response's form, never part of a search or a condition.
-RESULT_PARAMS = frozenset({"_format", "_pretty"})
+FORMAT_PARAMS = frozenset({"_format", "_pretty"})
 
 _JSON_TYPES = frozenset({FHIR_JSON, JSON, "application/json+fhir", "text/json"})
 _WILDCARDS = frozenset({"*/*", "application/*"})
@@ -137,7 +137,9 @@ def body_type(request: Request, *, allow: frozenset[str] = frozenset({FHIR_JSON}
         media = FHIR_JSON
     if media not in allow:
         wanted = " or ".join(sorted(allow | ({JSON} if FHIR_JSON in allow else set())))
-        raise UnsupportedMediaType(f"Content-Type {media or '(none)'!r} is not supported here; send {wanted}")
+        raise UnsupportedMediaType(
+            f"Content-Type {media or '(none)'!r} is not supported here; send {wanted}"
+        )
     if charset not in (None, "utf-8", "utf8"):
         raise UnsupportedMediaType(f"charset {charset!r} is not supported; send UTF-8")
     return media

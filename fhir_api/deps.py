@@ -2,7 +2,9 @@
 
 Every route declares ``access: Annotated[Access, Depends(authorize("<interaction>"))]``. FastAPI
 resolves it before the route body runs, so the check happens before any work (before the body is
-read and before the store is touched). The check itself is ``app.state.authorizer``: allow-all
+read and before the store is touched). The two hot-path routes (read, vread) are plain Starlette
+routes without dependency injection; their first statement is the same check
+(:func:`check_access`). The check itself is ``app.state.authorizer``: allow-all
 until SMART on FHIR installs a real one (``create_app(authorizer=...)``); it raises
 ``ehr.errors.FhirError`` (401 / 403) to refuse. The route keeps the :class:`Access` it was granted
 so later checks (e.g. compartment filtering of a read result) can use it.
@@ -32,6 +34,7 @@ __all__ = [
     "allow_all",
     "authorize",
     "base_url",
+    "check_access",
     "get_settings",
     "get_store",
 ]
@@ -43,8 +46,9 @@ class Access:
 
     ``interaction`` is a CapabilityStatement interaction code (read, vread, update, patch, delete,
     history-instance, history-type, history-system, create, search-type, search-system) or
-    ``capabilities``. ``rtype``/``rid`` name the target; a compartment search carries
-    ``compartment=("Patient", id)`` with ``rtype`` the searched type.
+    ``capabilities``. ``rtype``/``rid`` name the target (``rtype`` is None for system-level
+    interactions); a compartment search carries ``compartment=("Patient", id)`` with ``rtype``
+    the searched type (None for ``*``).
     """
 
     interaction: str
@@ -64,17 +68,24 @@ async def allow_all(request: Request, access: Access) -> None:
     return None
 
 
+async def check_access(request: Request, interaction: str) -> Access:
+    """Check ``interaction`` on the request's target (from its path parameters) with the app's
+    authorizer; raise to refuse. Routes call it first, through :func:`authorize` or directly."""
+    pp = request.path_params
+    if "ctype" in pp:  # compartment search: /{rtype}/{rid}/{ctype}
+        target = None if pp["ctype"] == "*" else pp["ctype"]
+        access = Access(interaction, target, None, (pp["rtype"], pp["rid"]))
+    else:
+        access = Access(interaction, pp.get("rtype"), pp.get("rid"))
+    await request.app.state.authorizer(request, access)
+    return access
+
+
 def authorize(interaction: str) -> Callable[[Request], Awaitable[Access]]:
     """A dependency that checks ``interaction`` on the route's target before the route runs."""
 
     async def check(request: Request) -> Access:
-        pp = request.path_params
-        if "ctype" in pp:  # compartment search: /{rtype}/{rid}/{ctype}
-            access = Access(interaction, pp["ctype"], None, (pp["rtype"], pp["rid"]))
-        else:
-            access = Access(interaction, pp.get("rtype"), pp.get("rid"))
-        await request.app.state.authorizer(request, access)
-        return access
+        return await check_access(request, interaction)
 
     check.__name__ = f"authorize_{interaction.replace('-', '_')}"
     return check

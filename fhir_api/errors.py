@@ -18,6 +18,7 @@ The 500 rendering is an ASGI middleware (:class:`CatchAllMiddleware`) rather tha
 from __future__ import annotations
 
 import logging
+
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -83,7 +84,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         allowed = _allowed_methods(request)
         headers["Allow"] = ", ".join(allowed)
         code = "not-supported"
-        text = f"{request.method} is not allowed on {request.url.path} (allowed: {', '.join(allowed)})"
+        text = (
+            f"{request.method} is not allowed on {request.url.path} (allowed: {', '.join(allowed)})"
+        )
     else:
         code, text = ("invalid" if status < 500 else "exception"), str(exc.detail)
     return outcome_response(FhirError(status, code, text, headers=headers))
@@ -123,5 +126,5 @@ class CatchAllMiddleware:
             log.exception("Unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            err = FhirError(500, "exception", "Internal server error; the incident was logged")
-            await outcome_response(err)(scope, receive, send)
+            internal = FhirError(500, "exception", "Internal server error; the incident was logged")
+            await outcome_response(internal)(scope, receive, send)

@@ -32,7 +32,9 @@ T = TypeVar("T")
 
 async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking call in the thread pool; a timed-out request does not wait for it."""
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), abandon_on_cancel=True)
+    return await anyio.to_thread.run_sync(
+        functools.partial(fn, *args, **kwargs), abandon_on_cancel=True
+    )
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -101,7 +103,9 @@ class TimeLimitMiddleware:
         if not cancel_scope.cancelled_caught or started:
             return
         if not body_done:
-            err = FhirError(408, "timeout", f"The request body did not arrive within {self.timeout:g} s")
+            err = FhirError(
+                408, "timeout", f"The request body did not arrive within {self.timeout:g} s"
+            )
         else:
             text = f"The request took longer than {self.timeout:g} s"
             if scope.get("method") not in ("GET", "HEAD"):

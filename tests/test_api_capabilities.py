@@ -9,12 +9,12 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement as R4BCapability
 from fhirclient.models.capabilitystatement import CapabilityStatement as ClientCapability
+from test_api_support import api, settings
 
 from ehr.definitions import SearchParamDef, SearchParamRegistry, resource_types, search_parameters
 from ehr.store import Store
 from fhir_api import create_app
 from fhir_api.app import include_before_interactions
-from test_api_support import api, settings
 
 
 def _metadata(client: TestClient) -> dict[str, Any]:
@@ -40,7 +40,14 @@ def test_capability_statement(store: Store) -> None:
     assert set(by_type) == set(resource_types())
     patient = by_type["Patient"]
     assert {i["code"] for i in patient["interaction"]} >= {
-        "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
+        "read",
+        "vread",
+        "update",
+        "patch",
+        "delete",
+        "history-instance",
+        "history-type",
+        "create",
     }
     assert patient["versioning"] == "versioned-update"
     assert patient["readHistory"] is True and patient["updateCreate"] is True

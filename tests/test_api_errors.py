@@ -15,6 +15,7 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from starlette.requests import Request
+from test_api_support import FHIR_JSON, api, live_server, patient, rows, settings
 
 from ehr.errors import Forbidden
 from ehr.store import Store
@@ -22,7 +23,6 @@ from fhir_api import create_app
 from fhir_api.app import include_before_interactions
 from fhir_api.deps import Access
 from fhir_api.limits import in_thread
-from test_api_support import FHIR_JSON, api, live_server, patient, rows, settings
 
 
 def _outcome(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
@@ -41,10 +41,10 @@ def test_unknown_endpoints_and_methods(store: Store) -> None:
     _outcome(client.get("http://testserver/elsewhere"), 404, "not-found")
     r = client.post("/Patient/1")
     _outcome(r, 405, "not-supported")
-    assert set(r.headers["allow"].split(", ")) == {"GET", "PUT", "PATCH", "DELETE"}
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "PUT", "PATCH", "DELETE"}
     r = client.delete("/Patient/1/_history/1")
     _outcome(r, 405)
-    assert r.headers["allow"] == "GET"
+    assert r.headers["allow"] == "GET, HEAD"
     _outcome(client.put("/metadata"), 405)
     _outcome(client.post("/Patient/1/_history"), 405)
 
@@ -79,7 +79,9 @@ def _slow_router() -> APIRouter:
     return router
 
 
-def test_unexpected_error_is_a_500_outcome_without_traceback(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_error_is_a_500_outcome_without_traceback(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     app = create_app(store, settings())
     include_before_interactions(app, _slow_router())
     client = TestClient(app, base_url="http://testserver/fhir", raise_server_exceptions=False)
@@ -107,7 +109,7 @@ def test_slow_body_is_408_on_a_real_socket(store: Store) -> None:
         with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
             sock.sendall(
                 b"POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n"
-                b"Content-Length: 100\r\n\r\n{\"resourceType\""
+                b'Content-Length: 100\r\n\r\n{"resourceType"'
             )
             data = b""
             while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
@@ -129,9 +131,13 @@ def test_authorizer_runs_before_any_work(store: Store) -> None:
             raise Forbidden(f"{access.interaction} on {access.rtype} is not allowed")
 
     store.update("Patient", "p1", patient(id="p1"))
-    client = TestClient(create_app(store, settings(), authorizer=deny_writes), base_url="http://testserver/fhir")
+    client = TestClient(
+        create_app(store, settings(), authorizer=deny_writes), base_url="http://testserver/fhir"
+    )
     before = rows(store)
-    _outcome(client.post("/Patient", content=b"not even json", headers={"Content-Type": FHIR_JSON}), 403)
+    _outcome(
+        client.post("/Patient", content=b"not even json", headers={"Content-Type": FHIR_JSON}), 403
+    )
     _outcome(client.put("/Patient/p1", json=patient(id="p1")), 403)
     _outcome(client.delete("/Patient/p1"), 403)
     assert rows(store) == before

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from test_api_support import api, observation, patient
 
 from ehr.search.dates import us_to_instant
 from ehr.store import Store
-from test_api_support import api, observation, patient
 
 
 @pytest.fixture
@@ -50,7 +50,10 @@ def test_instance_history_entries(client: TestClient) -> None:
     assert entries[3]["resource"] == created
     assert all(e["fullUrl"] == f"http://testserver/fhir/Patient/{rid}" for e in entries)
     assert entries[1]["response"]["lastModified"] == entries[1]["resource"]["meta"]["lastUpdated"]
-    assert body["link"][0] == {"relation": "self", "url": f"http://testserver/fhir/Patient/{rid}/_history"}
+    assert body["link"][0] == {
+        "relation": "self",
+        "url": f"http://testserver/fhir/Patient/{rid}/_history",
+    }
 
 
 def test_type_and_system_history(client: TestClient) -> None:
@@ -63,7 +66,11 @@ def test_type_and_system_history(client: TestClient) -> None:
         ("Patient", 'W/"1"'),
     ]
     system = _bundle(client, "/_history")
-    assert [e["resource"]["resourceType"] for e in system["entry"]] == ["Patient", "Observation", "Patient"]
+    assert [e["resource"]["resourceType"] for e in system["entry"]] == [
+        "Patient",
+        "Observation",
+        "Patient",
+    ]
 
 
 def test_paging_since_and_at(client: TestClient) -> None:
@@ -97,7 +104,12 @@ def test_paging_since_and_at(client: TestClient) -> None:
 
 def test_history_bad_requests(client: TestClient) -> None:
     rid = client.post("/Patient", json=patient()).json()["id"]
-    for params in ({"_count": "many"}, {"_since": "yesterday"}, {"_at": "2020-13"}, {"_cursor": "%%%"}):
+    for params in (
+        {"_count": "many"},
+        {"_since": "yesterday"},
+        {"_at": "2020-13"},
+        {"_cursor": "%%%"},
+    ):
         r = client.get(f"/Patient/{rid}/_history", params=params)
         assert r.status_code == 400, params
         assert r.json()["resourceType"] == "OperationOutcome"

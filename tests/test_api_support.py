@@ -52,9 +52,17 @@ def observation(subject: str, value: float = 72.0, **extra: Any) -> dict[str, An
     return {
         "resourceType": "Observation",
         "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}], "text": "Body weight"},
+        "code": {
+            "coding": [{"system": "http://loinc.org", "code": "29463-7"}],
+            "text": "Body weight",
+        },
         "subject": {"reference": subject},
-        "valueQuantity": {"value": value, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "kg",
+            "system": "http://unitsofmeasure.org",
+            "code": "kg",
+        },
         **extra,
     }
 

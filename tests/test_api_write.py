@@ -6,9 +6,9 @@ from __future__ import annotations
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from test_api_support import FHIR_JSON, api, patient, rows, without_meta
 
 from ehr.store import Store
-from test_api_support import FHIR_JSON, api, patient, rows, without_meta
 
 
 @pytest.fixture
@@ -38,8 +38,15 @@ def test_base_url_from_settings(store: Store) -> None:
 
 
 def test_create_with_fhir_json_content_type_and_charset(client: TestClient) -> None:
-    for ctype in (FHIR_JSON, "application/json", f"{FHIR_JSON}; charset=utf-8", "application/json; charset=UTF-8"):
-        r = client.post("/Patient", content=orjson.dumps(patient()), headers={"Content-Type": ctype})
+    for ctype in (
+        FHIR_JSON,
+        "application/json",
+        f"{FHIR_JSON}; charset=utf-8",
+        "application/json; charset=UTF-8",
+    ):
+        r = client.post(
+            "/Patient", content=orjson.dumps(patient()), headers={"Content-Type": ctype}
+        )
         assert r.status_code == 201, ctype
 
 
@@ -59,7 +66,10 @@ def test_prefer_return(client: TestClient) -> None:
     patched = client.patch(
         f"/Patient/{rid}",
         json=[{"op": "replace", "path": "/name/0/family", "value": "王"}],
-        headers={"Content-Type": "application/json-patch+json", "Prefer": "return=OperationOutcome"},
+        headers={
+            "Content-Type": "application/json-patch+json",
+            "Prefer": "return=OperationOutcome",
+        },
     )
     assert patched.status_code == 200 and patched.json()["resourceType"] == "OperationOutcome"
     gone = client.delete(f"/Patient/{rid}", headers={"Prefer": "return=minimal"})
@@ -81,9 +91,13 @@ def test_if_match(client: TestClient, store: Store) -> None:
     ok = client.put("/Patient/p", json=patient(given="二", id="p"), headers={"If-Match": 'W/"1"'})
     assert ok.status_code == 200
     before = rows(store)
-    stale = client.put("/Patient/p", json=patient(given="三", id="p"), headers={"If-Match": 'W/"1"'})
+    stale = client.put(
+        "/Patient/p", json=patient(given="三", id="p"), headers={"If-Match": 'W/"1"'}
+    )
     assert stale.status_code == 412 and stale.json()["resourceType"] == "OperationOutcome"
-    bad = client.put("/Patient/p", json=patient(given="三", id="p"), headers={"If-Match": "yesterday"})
+    bad = client.put(
+        "/Patient/p", json=patient(given="三", id="p"), headers={"If-Match": "yesterday"}
+    )
     assert bad.status_code == 400
     assert rows(store) == before
     assert client.get("/Patient/p").json()["name"][0]["given"] == ["二"]
@@ -155,8 +169,18 @@ def test_patch_errors_write_nothing(client: TestClient, store: Store) -> None:
         ("/Patient/" + rid, {"op": "replace"}, jp, 400),
         ("/Patient/" + rid, [{"op": "replace", "path": "/gender", "value": "wrong"}], jp, 422),
         ("/Patient/" + rid, patient(), {"Content-Type": FHIR_JSON}, 400),  # not a Parameters
-        ("/Patient/" + rid, [{"op": "remove", "path": "/gender"}], {"Content-Type": "text/plain"}, 415),
-        ("/Patient/" + rid, [{"op": "replace", "path": "/gender", "value": "male"}], {**jp, "If-Match": 'W/"9"'}, 412),
+        (
+            "/Patient/" + rid,
+            [{"op": "remove", "path": "/gender"}],
+            {"Content-Type": "text/plain"},
+            415,
+        ),
+        (
+            "/Patient/" + rid,
+            [{"op": "replace", "path": "/gender", "value": "male"}],
+            {**jp, "If-Match": 'W/"9"'},
+            412,
+        ),
         ("/Patient/nope", [{"op": "add", "path": "/gender", "value": "male"}], jp, 404),
         ("/Nope/1", [{"op": "add", "path": "/gender", "value": "male"}], jp, 404),
     ]
@@ -166,7 +190,9 @@ def test_patch_errors_write_nothing(client: TestClient, store: Store) -> None:
         assert r.json()["resourceType"] == "OperationOutcome"
     assert rows(store) == before
     client.delete(f"/Patient/{rid}")
-    r = client.patch(f"/Patient/{rid}", content=b'[{"op":"add","path":"/gender","value":"male"}]', headers=jp)
+    r = client.patch(
+        f"/Patient/{rid}", content=b'[{"op":"add","path":"/gender","value":"male"}]', headers=jp
+    )
     assert r.status_code == 410
 
 
@@ -191,7 +217,13 @@ def test_bad_writes_are_refused_and_write_nothing(client: TestClient, store: Sto
         ("post", "/Patient", b'{"resourceType": "Patient", ', json_h, 400),  # not JSON
         ("post", "/Patient", b"", json_h, 400),  # no body
         ("post", "/Patient", b"[1, 2]", json_h, 400),  # not a resource
-        ("post", "/Patient", orjson.dumps(patient() | {"resourceType": "Observation"}), json_h, 400),
+        (
+            "post",
+            "/Patient",
+            orjson.dumps(patient() | {"resourceType": "Observation"}),
+            json_h,
+            400,
+        ),
         ("post", "/NoSuchType", orjson.dumps(patient()), json_h, 404),
         ("post", "/Patient", orjson.dumps(patient(gender="robot")), json_h, 422),
         ("post", "/Patient", orjson.dumps(patient(birthDate="1980-13-45")), json_h, 422),
@@ -199,16 +231,40 @@ def test_bad_writes_are_refused_and_write_nothing(client: TestClient, store: Sto
         ("post", "/Patient", orjson.dumps(patient()), {"Content-Type": "application/xml"}, 415),
         ("post", "/Patient", orjson.dumps(patient()), {"Content-Type": "text/plain"}, 415),
         ("post", "/Patient", orjson.dumps(patient()), {}, 415),
-        ("post", "/Patient", orjson.dumps(patient()), {**json_h, "Accept": "application/fhir+xml"}, 406),
-        ("post", "/Patient", orjson.dumps(patient()), {"Content-Type": f"{FHIR_JSON}; charset=latin-1"}, 415),
+        (
+            "post",
+            "/Patient",
+            orjson.dumps(patient()),
+            {**json_h, "Accept": "application/fhir+xml"},
+            406,
+        ),
+        (
+            "post",
+            "/Patient",
+            orjson.dumps(patient()),
+            {"Content-Type": f"{FHIR_JSON}; charset=latin-1"},
+            415,
+        ),
         ("put", "/Patient/keep", orjson.dumps(patient(id="other")), json_h, 400),  # id mismatch
         ("put", "/Patient/keep", orjson.dumps(patient()), json_h, 400),  # no id
         ("put", "/Patient/bad_id!", orjson.dumps(patient(id="bad_id!")), json_h, 400),
-        ("put", "/Patient/keep", orjson.dumps(patient(id="keep") | {"resourceType": "Basic"}), json_h, 400),
+        (
+            "put",
+            "/Patient/keep",
+            orjson.dumps(patient(id="keep") | {"resourceType": "Basic"}),
+            json_h,
+            400,
+        ),
         ("put", "/Patient/keep", orjson.dumps(patient(id="keep", gender="robot")), json_h, 422),
         ("put", "/Patient/keep", orjson.dumps(patient("Refused", id="keep")), json_h, 409),
         ("put", "/Patient/new", orjson.dumps(patient("Refused", id="new")), json_h, 409),
-        ("put", "/Patient/keep", orjson.dumps(patient(id="keep")), {**json_h, "If-Match": 'W/"2"'}, 412),
+        (
+            "put",
+            "/Patient/keep",
+            orjson.dumps(patient(id="keep")),
+            {**json_h, "If-Match": 'W/"2"'},
+            412,
+        ),
         ("delete", "/Patient/keep", None, {"If-Match": 'W/"3"'}, 412),
         ("delete", "/NoSuchType/keep", None, {}, 404),
         ("delete", "/Patient/bad_id!", None, {}, 400),
@@ -218,7 +274,9 @@ def test_bad_writes_are_refused_and_write_nothing(client: TestClient, store: Sto
         assert r.status_code == status, (method, path, body, r.text)
         assert r.json()["resourceType"] == "OperationOutcome", r.text
         assert r.json()["issue"][0]["severity"] == "error"
-    too_big = orjson.dumps(patient(text={"status": "generated", "div": "<div>" + "x" * 2000 + "</div>"}))
+    too_big = orjson.dumps(
+        patient(text={"status": "generated", "div": "<div>" + "x" * 2000 + "</div>"})
+    )
     r = big.post("/Patient", content=too_big, headers=json_h)
     assert r.status_code == 413 and r.json()["issue"][0]["code"] == "too-costly"
     r = big.put("/Patient/keep", content=too_big, headers=json_h)

@@ -3,4 +3,14 @@
 
 from . import capabilities, create, delete, history, patch, read, search, update, vread
 
-__all__ = ["capabilities", "create", "delete", "history", "patch", "read", "search", "update", "vread"]
+__all__ = [
+    "capabilities",
+    "create",
+    "delete",
+    "history",
+    "patch",
+    "read",
+    "search",
+    "update",
+    "vread",
+]

@@ -13,7 +13,7 @@ from ehr.errors import BadRequest, Issue, operation_outcome
 from ehr.store import WriteResult, check_type
 from ehr.validation import check_id
 
-from ..content import RESULT_PARAMS, fhir_response
+from ..content import FORMAT_PARAMS, fhir_response
 from ..headers import prefer, version_headers
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "query_params",
     "write_response",
 ]
-
 
 
 class ResourceTypeConvertor(Convertor[str]):
@@ -54,24 +53,32 @@ def check_body(resource: Any, rtype: str, rid: str | None = None) -> dict[str, A
     """Reject a body that is not a resource of the URL's type (400), and for an update by id one
     whose ``id`` is missing or differs from the URL (400, http://hl7.org/fhir/R4/http.html#update)."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        raise BadRequest("The body must be a FHIR resource: a JSON object with resourceType", "structure")
+        raise BadRequest(
+            "The body must be a FHIR resource: a JSON object with resourceType", "structure"
+        )
     if resource["resourceType"] != rtype:
         raise BadRequest(
             f"The body is a {resource['resourceType']}, but the URL is for {rtype}", "invalid"
         )
     if rid is not None:
         if "id" not in resource:
-            raise BadRequest(f"The body has no id; it must be {rid!r} as in the URL", "required", expression=["id"])
+            raise BadRequest(
+                f"The body has no id; it must be {rid!r} as in the URL",
+                "required",
+                expression=["id"],
+            )
         if resource["id"] != rid:
             raise BadRequest(
-                f"The body's id {resource['id']!r} does not match the URL's id {rid!r}", "invalid", expression=["id"]
+                f"The body's id {resource['id']!r} does not match the URL's id {rid!r}",
+                "invalid",
+                expression=["id"],
             )
     return resource
 
 
 def query_params(request: Request, *, drop: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """The query parameters in order, without ``_format``/``_pretty`` and ``drop``."""
-    skip = RESULT_PARAMS | drop
+    skip = FORMAT_PARAMS | drop
     return [(k, v) for k, v in request.query_params.multi_items() if k not in skip]
 
 

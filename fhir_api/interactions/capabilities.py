@@ -113,7 +113,10 @@ def capability_statement(app: FastAPI, store: Store, base: str) -> dict[str, Any
         "publisher": "Regional health-record exchange",
         "kind": "instance",
         "software": {"name": "ehr-exchange FHIR server", "version": app.version},
-        "implementation": {"description": "Regional health-record exchange FHIR R4 API", "url": base},
+        "implementation": {
+            "description": "Regional health-record exchange FHIR R4 API",
+            "url": base,
+        },
         "fhirVersion": FHIR_VERSION,
         "format": [FHIR_JSON, "json"],
         "patchFormat": list(PATCH_FORMATS),

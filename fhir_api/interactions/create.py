@@ -42,4 +42,6 @@ async def create(
     result = await in_thread(store.create, resource, if_none_exist=condition)
     if result.created:
         return write_response(request, result, base, status=201, location=True, message="Created")
-    return write_response(request, result, base, status=200, location=False, message="Found existing")
+    return write_response(
+        request, result, base, status=200, location=False, message="Found existing"
+    )

@@ -22,8 +22,8 @@ from starlette.responses import Response
 from ehr.errors import BadRequest
 
 from ..content import fhir_response, negotiate
-from ..headers import if_match, prefer, version_headers
 from ..deps import Access, StoreDep, authorize
+from ..headers import if_match, prefer, version_headers
 from ..limits import in_thread
 from ._common import TYPE, check_id, check_type, condition, info_outcome
 
@@ -52,7 +52,9 @@ async def delete(
     version = if_match(request)
     result = await in_thread(store.delete, rtype, rid, if_match=version)
     if result is None:
-        return _answer(request, [f"{rtype}/{rid} does not exist or is already deleted; nothing to do"], {})
+        return _answer(
+            request, [f"{rtype}/{rid} does not exist or is already deleted; nothing to do"], {}
+        )
     text = f"Deleted {rtype}/{rid} (version {result.version})"
     return _answer(request, [text], version_headers(result.version, result.last_updated))
 
@@ -74,5 +76,7 @@ async def conditional_delete(
     if not results:
         return _answer(request, [f"No {rtype} matches '{query}'; nothing deleted"], {})
     texts = [f"Deleted {r.rtype}/{r.rid} (version {r.version})" for r in results]
-    headers = version_headers(results[0].version, results[0].last_updated) if len(results) == 1 else {}
+    headers = (
+        version_headers(results[0].version, results[0].last_updated) if len(results) == 1 else {}
+    )
     return _answer(request, texts, headers)

@@ -35,6 +35,7 @@ __all__ = ["history_bundle", "router"]
 
 router = APIRouter()
 
+
 def _entry(e: HistoryEntry, base: str) -> dict[str, Any]:
     if e.deleted:
         request = {"method": "DELETE", "url": f"{e.rtype}/{e.rid}"}
@@ -57,7 +58,9 @@ def _entry(e: HistoryEntry, base: str) -> dict[str, Any]:
     return out
 
 
-def history_bundle(page: HistoryPage, *, base: str, path: str, params: list[tuple[str, str]]) -> bytes:
+def history_bundle(
+    page: HistoryPage, *, base: str, path: str, params: list[tuple[str, str]]
+) -> bytes:
     """The history Bundle of one page; ``path`` (e.g. ``Patient/1/_history``) and ``params``
     (the request's, without ``_cursor``) make the self and next links."""
     query = urlencode(params)

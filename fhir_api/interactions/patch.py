@@ -47,7 +47,8 @@ async def _read_patch(request: Request) -> tuple[str, Any]:
         return "json", body
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest(
-            f"A FHIRPath Patch is a Parameters resource; for JSON Patch send {JSON_PATCH}", "structure"
+            f"A FHIRPath Patch is a Parameters resource; for JSON Patch send {JSON_PATCH}",
+            "structure",
         )
     return "fhirpath", body
 
@@ -83,5 +84,7 @@ async def conditional_patch(
     query = condition(request)
     version = if_match(request)
     kind, document = await _read_patch(request)
-    result = await in_thread(store.conditional_patch, rtype, query, kind, document, if_match=version)
+    result = await in_thread(
+        store.conditional_patch, rtype, query, kind, document, if_match=version
+    )
     return write_response(request, result, base, status=200, location=False, message="Patched")

@@ -1,0 +1,322 @@
+"""The authorization server: Authlib's ``AuthorizationServer`` wired to our account store, our
+grants and endpoints, and to Starlette responses; token issuance; token verification.
+
+Token response (https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5):
+``access_token`` (a JWT signed with our current key, see :mod:`ehr.accounts.tokens`),
+``token_type`` Bearer, ``expires_in``, ``scope``, the launch context (``patient``,
+``encounter``, ``need_patient_banner``, ``smart_style_url`` and any ``intent``/``fhirContext``),
+``id_token`` for ``openid``, and ``refresh_token`` for ``offline_access`` / ``online_access``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from authlib.oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidScopeError
+from starlette.responses import Response
+
+from ehr.accounts import (
+    AccountStore,
+    InvalidScope,
+    JwksCache,
+    LoginPolicy,
+    TokenInfo,
+    TokenVerifier,
+    TrustedIssuer,
+    User,
+    parse_scopes,
+)
+from ehr.accounts.tokens import EXTERNAL_ALGS, sign_jwt
+from ehr.errors import FhirError
+from ehr.model import loads
+from ehr.store import Store
+
+from .adapter import HttpRequest, OAuthRequest, Urls
+from .config import AuthSettings
+from .endpoints import SmartIntrospection, SmartRevocation
+from .grants import (
+    PrivateKeyJwt,
+    S256Only,
+    SmartAuthorizationCode,
+    SmartClientCredentials,
+    SmartOpenIDCode,
+    SmartRefreshToken,
+)
+from .models import OAuthClient
+from .session import SESSION_COOKIE, Signer
+
+__all__ = ["AuthServer"]
+
+log = logging.getLogger("fhir_api.auth")
+
+US = 1_000_000
+#: extra launch-context keys passed through to the token response
+PASSTHROUGH = ("need_patient_banner", "smart_style_url", "intent", "fhirContext", "tenant")
+
+
+class AuthServer(AuthorizationServer):  # type: ignore[misc]
+    def __init__(
+        self,
+        store: Store,
+        config: AuthSettings | None = None,
+        accounts: AccountStore | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.config = config or AuthSettings()
+        c = self.config
+        self.accounts = accounts or AccountStore(
+            store.engine,
+            login_policy=LoginPolicy(
+                c.max_failed_logins, c.lockout_s, c.max_ip_failures, c.ip_window_s
+            ),
+            key_secret=c.key_secret,
+            signing_alg=c.signing_alg,
+            rotate_keys_after_s=c.key_rotation_days * 86_400,
+            publish_retired_keys_s=max(c.access_token_ttl_s, c.id_token_ttl_s) + 3600,
+        )
+        self.jwks_cache = JwksCache()
+        self.register_client_auth_method("private_key_jwt", self._private_key_jwt)
+        self.register_grant(SmartAuthorizationCode, [S256Only(required=True), SmartOpenIDCode()])
+        self.register_grant(SmartRefreshToken)
+        self.register_grant(SmartClientCredentials)
+        self.register_endpoint(SmartIntrospection)
+        self.register_endpoint(SmartRevocation)
+
+    # -- Authlib framework hooks -------------------------------------------------------------
+    def query_client(self, client_id: str) -> OAuthClient | None:
+        if not isinstance(client_id, str) or len(client_id) > 64:
+            return None
+        record = self.accounts.clients.get(client_id)
+        return OAuthClient(record) if record is not None and not record.disabled else None
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        return None  # refresh tokens are stored when issued; access tokens are self-contained
+
+    def create_oauth2_request(self, request: Any) -> OAuthRequest:
+        if isinstance(request, OAuthRequest):
+            return request
+        assert isinstance(request, HttpRequest)
+        req = OAuthRequest(request)
+        req.server = self
+        return req
+
+    def create_json_request(self, request: Any) -> Any:
+        raise NotImplementedError("no JSON endpoints")
+
+    def handle_response(
+        self, status: int, body: Any, headers: Sequence[tuple[str, str]]
+    ) -> Response:
+        hdrs = dict(headers)
+        if isinstance(body, dict):
+            hdrs.pop("Content-Type", None)
+            return Response(
+                orjson.dumps(body), status_code=status, headers=hdrs, media_type="application/json"
+            )
+        return Response(body or b"", status_code=status, headers=hdrs)
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        log.debug("auth signal %s", name)
+
+    def validate_requested_scope(self, scope: str | None) -> None:
+        try:
+            parse_scopes(scope)
+        except InvalidScope as exc:
+            raise InvalidScopeError(str(exc)) from exc
+
+    def _private_key_jwt(self, query_client: Any, request: OAuthRequest) -> Any:
+        return PrivateKeyJwt(self, request)(query_client, request)
+
+    # -- login session and launch context ----------------------------------------------------
+    @property
+    def signer(self) -> Signer:
+        return Signer(self.accounts.keys.shared_secret("session"))
+
+    def session_user(self, http: HttpRequest) -> tuple[User, int] | None:
+        """The logged-in user (and when they logged in), from the session cookie."""
+        payload = self.signer.unsign(http.cookies.get(SESSION_COOKIE))
+        if payload is None or not isinstance(payload.get("uid"), str):
+            return None
+        user = self.accounts.users.get(payload["uid"])
+        if user is None or user.disabled:
+            return None
+        return user, int(payload.get("at", 0))
+
+    def launch_context(
+        self, request: OAuthRequest, user: User, chosen_patient: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """The context a token will carry, and whether a clinician must still pick a patient.
+
+        A citizen's patient context is always their own Patient. A clinician gets the EHR
+        launch's patient, else the one they pick (``launch/patient``)."""
+        scope = parse_scopes(request.scope)
+        launch = request.launch_context
+        ctx: dict[str, Any] = {"need_patient_banner": True}
+        if launch is not None:
+            if launch.user_id and launch.user_id != user.id:
+                raise AccessDeniedError("This launch was made for another user")
+            ctx.update({k: v for k, v in launch.extra.items() if k in PASSTHROUGH})
+            if launch.patient:
+                ctx["patient"] = launch.patient
+            if launch.encounter:
+                ctx["encounter"] = launch.encounter
+        wants_patient = "launch/patient" in scope or "patient" in scope.contexts()
+        if user.role == "citizen":
+            own = user.patient_id
+            if ctx.get("patient") not in (None, own):
+                raise AccessDeniedError("A citizen can only launch with their own record")
+            if (wants_patient or ctx.get("patient")) and own:
+                ctx["patient"] = own
+            return ctx, False
+        if "launch/patient" in scope and not ctx.get("patient"):
+            if chosen_patient and self._patient_exists(chosen_patient):
+                ctx["patient"] = chosen_patient
+                return ctx, False
+            return ctx, True
+        return ctx, False
+
+    def _patient_exists(self, rid: str) -> bool:
+        try:
+            return self.store.exists("Patient", rid)
+        except FhirError:
+            return False
+
+    def patient_label(self, rid: str) -> str:
+        try:
+            return _patient_label(self.store.read("Patient", rid).data, rid)
+        except FhirError:
+            return rid
+
+    def find_patients(self, query: str, limit: int = 10) -> list[tuple[str, str]]:
+        """Patients matching a name (or an identifier), for the clinician's picker."""
+        query = query.strip()[:100]
+        if not query:
+            return []
+        found: dict[str, str] = {}
+        for params in ([("name", query)], [("identifier", query)]):
+            try:
+                page = self.store.search("Patient", [*params, ("_count", str(limit))])
+            except FhirError:
+                continue
+            for hit in page.matches:
+                found.setdefault(hit.rid, _patient_label(hit.data, hit.rid))
+        return list(found.items())[:limit]
+
+    # -- tokens --------------------------------------------------------------------------------
+    def issue_tokens(
+        self,
+        request: OAuthRequest,
+        *,
+        client: OAuthClient,
+        user: User | None,
+        scope: str,
+        context: dict[str, Any],
+        grant_id: str | None,
+        refresh_scope: str | None = None,
+    ) -> dict[str, Any]:
+        """The token response of one grant; a refresh token (same family) for
+        ``offline_access``/``online_access`` when the client may refresh."""
+        c = self.config
+        urls = request.urls
+        alg, key = self.accounts.keys.signing_key()
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": urls.issuer,
+            "aud": urls.fhir_base,
+            "sub": user.id if user else client.get_client_id(),
+            "client_id": client.get_client_id(),
+            "scope": scope,
+            "iat": now,
+            "exp": now + c.access_token_ttl_s,
+            "jti": uuid.uuid4().hex,
+        }
+        if grant_id:
+            claims["gid"] = grant_id
+        if user is not None:
+            if user.fhir_user:
+                claims["fhirUser"] = f"{urls.fhir_base}/{user.fhir_user}"
+            claims["role"] = user.role
+            if user.organization:
+                claims["organization"] = user.organization
+            if user.practitioner_role:
+                claims["practitioner_role"] = user.practitioner_role
+        for k in ("patient", "encounter"):
+            if context.get(k):
+                claims[k] = context[k]
+        token: dict[str, Any] = {
+            "access_token": sign_jwt(claims, alg, key, typ="at+jwt"),
+            "token_type": "Bearer",
+            "expires_in": c.access_token_ttl_s,
+            "scope": scope,
+        }
+        for k in ("patient", "encounter", *PASSTHROUGH):
+            if context.get(k) is not None:
+                token[k] = context[k]
+        if user is not None:
+            token.setdefault("need_patient_banner", True)
+            if c.smart_style_url:
+                token.setdefault("smart_style_url", c.smart_style_url)
+        rscope = parse_scopes(refresh_scope or scope)
+        wants = "offline_access" in rscope or "online_access" in rscope
+        if wants and grant_id and client.check_grant_type("refresh_token"):
+            ttl = c.offline_refresh_ttl_s if "offline_access" in rscope else c.online_refresh_ttl_s
+            token["refresh_token"] = self.accounts.refresh_tokens.issue(
+                family_id=grant_id,
+                client_id=client.get_client_id(),
+                user_id=user.id if user else None,
+                scope=str(rscope),
+                context=context,
+                ttl_s=ttl,
+            )
+        return token
+
+    def revoke_grant(self, grant_id: str, reason: str) -> None:
+        """Revoke a grant's refresh tokens and its access tokens (until they would expire)."""
+        log.warning("revoking grant %s: %s", grant_id, reason)
+        until = (int(time.time()) + self.config.access_token_ttl_s + 3600) * US
+        self.accounts.revoke_grant(grant_id, until, reason)
+
+    def verifier(self, urls: Urls) -> TokenVerifier:
+        """Verifies our tokens (keys from the database, cached) and the external issuer's."""
+        c = self.config
+        issuers = [TrustedIssuer(urls.issuer, self.accounts.keys.public_keyset)]
+        if c.external_issuer and c.external_jwks_url:
+            cache, jwks_url = self.jwks_cache, c.external_jwks_url
+
+            def external_keys(kid: str | None) -> Any:
+                return cache.keyset(jwks_url, kid)
+
+            issuers.append(
+                TrustedIssuer(
+                    c.external_issuer,
+                    external_keys,
+                    algorithms=EXTERNAL_ALGS,
+                    audience=c.external_audience or None,
+                    external=True,
+                )
+            )
+        return TokenVerifier(issuers, leeway=c.leeway_s)
+
+    def verify_token(self, token: str, urls: Urls) -> TokenInfo:
+        """Verify a bearer access token for this FHIR base (raises :class:`InvalidToken`)."""
+        return self.verifier(urls).verify(token, urls.fhir_base)
+
+    def is_revoked(self, info: TokenInfo) -> bool:
+        """The one database lookup that makes a revocation effective before expiry."""
+        return (not info.external) and self.accounts.revocations.is_revoked(info.jti, info.grant_id)
+
+
+def _patient_label(data: bytes, rid: str) -> str:
+    res = loads(data)
+    names = res.get("name") or [{}]
+    name = names[0].get("text") or (
+        names[0].get("family", "") + "".join(names[0].get("given", []))
+    )
+    parts = [name or rid, res.get("gender", ""), res.get("birthDate", "")]
+    return " · ".join(p for p in parts if p)
