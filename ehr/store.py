@@ -400,6 +400,8 @@ class Store:
     #: honour SearchParameter resources as custom parameters (:mod:`ehr.search.custom`)
     custom_search_parameters: bool = True
     engine: Engine = field(init=False)
+    _read_engine: Engine = field(init=False, repr=False)
+    _read_sql: str = field(init=False, repr=False)
     #: the :class:`ehr.search.custom.CustomSearchParameters` hook (None when turned off)
     custom: Any = field(init=False, default=None)
     _search_engine: Any = field(init=False, default=None)
@@ -427,6 +429,17 @@ class Store:
             )
         else:
             self.engine = self.url
+        self._read_engine = self.engine
+        if is_postgres(self.engine):
+            self._read_engine = make_engine(
+                self.engine.url.render_as_string(hide_password=False),
+                pool_size=self.pool_size,
+                statement_timeout_ms=self.statement_timeout_ms,
+                autocommit=True,
+            )
+        self._read_sql = (
+            "SELECT version, last_updated, deleted, data FROM resources WHERE rtype = {p} AND rid = {p}"
+        ).format(p="%s" if is_postgres(self.engine) else "?")
         if self.custom_search_parameters:
             from ehr.search.custom import CustomSearchParameters
 
@@ -441,6 +454,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not self.engine:
+            self._read_engine.dispose()
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
@@ -472,7 +487,8 @@ class Store:
 
     @contextmanager
     def read_conn(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        """A connection for reads (PostgreSQL: from the autocommit read pool)."""
+        with self._read_engine.connect() as conn:
             yield conn
 
     @contextmanager
@@ -546,13 +562,26 @@ class Store:
         """http://hl7.org/fhir/R4/http.html#read: 404 if unknown, 410 if deleted."""
         check_type(rtype)
         check_id(rid)
-        with self.read_conn() as conn:
-            cur = Repository(conn).current(rtype, rid)
-        if cur is None:
+        # The hot path: one primary-key SELECT on a pooled DBAPI connection, bytes as stored.
+        raw = self._read_engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(self._read_sql, (rtype, rid))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except Exception:
+            raw.invalidate()
+            raise
+        finally:
+            raw.close()
+        if row is None:
             raise NotFound(f"{rtype}/{rid} not found")
-        if cur.deleted or cur.data is None:
-            raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{cur.version}"'})
-        return StoredResource(rtype, rid, cur.version, cur.last_updated, cur.data)
+        version, last_updated, deleted, data = row
+        if deleted or data is None:
+            raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": f'W/"{version}"'})
+        return StoredResource(rtype, rid, version, last_updated, bytes(data))
 
     def vread(self, rtype: str, rid: str, version: int | str) -> StoredResource:
         """http://hl7.org/fhir/R4/http.html#vread."""

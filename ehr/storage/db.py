@@ -28,7 +28,11 @@ def is_postgres(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "postgresql"
 
 
-def make_engine(url: str, *, pool_size: int = 20, statement_timeout_ms: int = 30_000) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 20, statement_timeout_ms: int = 30_000, autocommit: bool = False
+) -> Engine:
+    """An engine for ``url``. ``autocommit=True`` (PostgreSQL) makes a read-only pool whose
+    single statements need no BEGIN/ROLLBACK round trips: the hot read path uses it."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
@@ -37,7 +41,10 @@ def make_engine(url: str, *, pool_size: int = 20, statement_timeout_ms: int = 30
         )
         _configure_sqlite(engine)
         return engine
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": not autocommit}
+    if autocommit:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
+        kwargs["pool_reset_on_return"] = None
     if url.startswith("postgresql"):
         kwargs["connect_args"] = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
     return create_engine(url, **kwargs)
