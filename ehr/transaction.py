@@ -307,11 +307,14 @@ def process_bundle(
     base: str | None = None,
     max_entries: int = 10_000,
     read: Callable[[WriteContext, EntryRequest], dict[str, Any]] | None = None,
+    check_entry: Callable[[EntryRequest], None] | None = None,
 ) -> dict[str, Any]:
     """Process a batch or transaction Bundle; returns the response Bundle (as a dict).
 
     ``read(ctx, entry)`` answers GET entries (the HTTP layer supplies it: read, vread, search);
-    it returns a Bundle entry (``resource`` and ``response``).
+    it returns a Bundle entry (``resource`` and ``response``). ``check_entry(entry)`` is called
+    for every entry before any work (authorization); raising refuses the entry (transaction: the
+    whole Bundle).
     """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise BadRequest("POST to the base needs a Bundle", "invalid")
@@ -319,9 +322,15 @@ def process_bundle(
     if kind not in ("transaction", "batch"):
         raise BadRequest(f"Bundle.type must be transaction or batch, not {kind!r}", "invalid")
     entries = _parse_entries(bundle, base, max_entries)
+    if check_entry is not None and kind == "transaction":
+        for e in entries:
+            try:
+                check_entry(e)
+            except FhirError as exc:
+                raise _name_entry(exc, e) from exc
     if kind == "transaction":
         return _transaction(store, entries, base, read)
-    return _batch(store, entries, base, read)
+    return _batch(store, entries, base, read, check_entry)
 
 
 def _transaction(
@@ -358,11 +367,17 @@ def _transaction(
 
 
 def _batch(
-    store: Store, entries: list[EntryRequest], base: str | None, read: Callable[..., dict[str, Any]] | None
+    store: Store,
+    entries: list[EntryRequest],
+    base: str | None,
+    read: Callable[..., dict[str, Any]] | None,
+    check_entry: Callable[[EntryRequest], None] | None,
 ) -> dict[str, Any]:
     out: list[dict[str, Any]] = [{} for _ in entries]
     for e in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
         try:
+            if check_entry is not None:
+                check_entry(e)
             with store.write() as ctx:
                 run = _Run(ctx, base, read)
                 if e.method in ("POST", "PUT"):

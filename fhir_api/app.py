@@ -15,6 +15,7 @@
     PATCH  /{type}/{id}  PATCH /{type}?…  patch, conditional patch
     DELETE /{type}/{id}  DELETE /{type}?… delete, conditional delete
     POST   /{type}                        create (conditional with If-None-Exist)
+    POST   /                              batch / transaction
     GET    /{type}                        search-type
 
 Routes are matched in that order, so the literal segments (``metadata``, ``_history``,
@@ -40,6 +41,7 @@ from ehr.store import Store
 from .deps import Authorizer, allow_all
 from .errors import CatchAllMiddleware, install_error_handlers
 from .interactions import (
+    batch,
     capabilities,
     create,
     delete,
@@ -51,6 +53,7 @@ from .interactions import (
     vread,
 )
 from .limits import BodyLimitMiddleware, TimeLimitMiddleware
+from .operations import validate as op_validate
 
 __all__ = ["DEFAULT_PREFIX", "INTERACTIONS", "create_app", "include_before_interactions"]
 
@@ -58,8 +61,11 @@ DEFAULT_PREFIX = "/fhir"
 VERSION = "0.1.0"
 
 
+#: $operation route modules (matched before the generic interaction routes)
+OPERATIONS = (op_validate,)
+
 #: interaction modules in matching order (literal segments before {type}/{id})
-INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delete, create)
+INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delete, create, batch)
 
 
 def _copy_routes(app: FastAPI, router: APIRouter, prefix: str) -> list[BaseRoute]:
@@ -144,6 +150,8 @@ def create_app(
     state.first_fhir_route = len(app.router.routes)
     for module in INTERACTIONS:
         _copy_routes(app, module.router, prefix)
+    for op in OPERATIONS:
+        include_before_interactions(app, op.router)
     install_error_handlers(app)
     app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -29,22 +29,17 @@ __all__ = ["add_subcommands"]
 
 
 def _accounts() -> Any:
-    from ehr.accounts import AccountStore
     from ehr.settings import get_settings
     from ehr.store import Store
 
-    from .config import AuthSettings
+    from .config import AuthSettings, account_store
 
     s = get_settings()
-    store = Store(s.resolved_database_url(), pool_size=2, statement_timeout_ms=s.statement_timeout_ms)
-    store.migrate()
-    a = AuthSettings()
-    return AccountStore(
-        store.engine,
-        key_secret=a.key_secret,
-        signing_alg=a.signing_alg,
-        publish_retired_keys_s=max(a.access_token_ttl_s, a.id_token_ttl_s) + 3600,
+    store = Store(
+        s.resolved_database_url(), pool_size=2, statement_timeout_ms=s.statement_timeout_ms
     )
+    store.migrate()
+    return account_store(store.engine, AuthSettings())
 
 
 def _password(value: str | None) -> tuple[str, bool]:
@@ -90,8 +85,14 @@ def cmd_users_list(_: argparse.Namespace) -> int:
         state = "disabled" if u.disabled else ("locked" if u.locked_until else "active")
         print(
             "\t".join(
-                [u.username, u.role, u.fhir_user or "-", u.organization or "-", state,
-                 _when(u.last_login)]
+                [
+                    u.username,
+                    u.role,
+                    u.fhir_user or "-",
+                    u.organization or "-",
+                    state,
+                    _when(u.last_login),
+                ]
             )
         )
     return 0
@@ -125,7 +126,10 @@ def cmd_clients_add(args: argparse.Namespace) -> int:
         )
         return 2
     client_type = (
-        "public" if args.public else "confidential-symmetric" if args.secret
+        "public"
+        if args.public
+        else "confidential-symmetric"
+        if args.secret
         else "confidential-asymmetric"
     )
     jwks = json.loads(Path(args.jwks).read_text()) if args.jwks else None
@@ -178,7 +182,16 @@ def cmd_clients_remove(args: argparse.Namespace) -> int:
 # -- keys --------------------------------------------------------------------------------------
 def cmd_keys_list(_: argparse.Namespace) -> int:
     for k in _accounts().keys.list():
-        print("\t".join([k.kid, k.alg, _when(k.created), "retired " + _when(k.retired) if k.retired else "active"]))
+        print(
+            "\t".join(
+                [
+                    k.kid,
+                    k.alg,
+                    _when(k.created),
+                    "retired " + _when(k.retired) if k.retired else "active",
+                ]
+            )
+        )
     return 0
 
 
@@ -230,7 +243,9 @@ def add_subcommands(subparsers: Any) -> None:
     cs = clients.add_subparsers(dest="clients_command", required=True)
     p = cs.add_parser("add", help="register a client; prints its id (and secret)")
     p.add_argument("name")
-    p.add_argument("--scope", required=True, help='allowed scopes, e.g. "launch/patient patient/*.rs"')
+    p.add_argument(
+        "--scope", required=True, help='allowed scopes, e.g. "launch/patient patient/*.rs"'
+    )
     p.add_argument("--public", action="store_true", help="a public app (PKCE, no secret)")
     p.add_argument("--secret", action="store_true", help="confidential with a client secret")
     p.add_argument("--jwks", metavar="FILE", help="confidential with these public keys (JWKS)")
@@ -238,7 +253,8 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--redirect-uri", action="append", metavar="URI")
     p.add_argument("--launch-uri", action="append", metavar="URI")
     p.add_argument(
-        "--grant-type", action="append",
+        "--grant-type",
+        action="append",
         choices=["authorization_code", "refresh_token", "client_credentials"],
     )
     p.add_argument("--json", action="store_true", help="print the registration as JSON")
@@ -253,6 +269,7 @@ def add_subcommands(subparsers: Any) -> None:
     ks = keys.add_subparsers(dest="keys_command", required=True)
     p = ks.add_parser("list", help="list signing keys")
     p.set_defaults(fn=_guard(cmd_keys_list))
-    p = ks.add_parser("rotate", help="make a new signing key; old ones stay published until "
-                      "their tokens expire")
+    p = ks.add_parser(
+        "rotate", help="make a new signing key; old ones stay published until their tokens expire"
+    )
     p.set_defaults(fn=_guard(cmd_keys_rotate))

@@ -28,8 +28,11 @@ EHR_AUTH_EXTERNAL_AUDIENCE          ... whose ``aud`` must be this              
 from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Engine
 
-__all__ = ["AuthSettings"]
+from ehr.accounts import AccountStore, LoginPolicy, Passwords
+
+__all__ = ["AuthSettings", "account_store"]
 
 
 class AuthSettings(BaseSettings):
@@ -57,3 +60,21 @@ class AuthSettings(BaseSettings):
     leeway_s: int = 30
     #: longest lifetime allowed for a client assertion (SMART: five minutes)
     max_assertion_lifetime_s: int = 300
+
+
+def account_store(
+    engine: Engine, config: AuthSettings, passwords: Passwords | None = None
+) -> AccountStore:
+    """The account store configured by ``config`` (login policy, keys)."""
+    c = config
+    return AccountStore(
+        engine,
+        passwords=passwords,
+        login_policy=LoginPolicy(
+            c.max_failed_logins, c.lockout_s, c.max_ip_failures, c.ip_window_s
+        ),
+        key_secret=c.key_secret,
+        signing_alg=c.signing_alg,
+        rotate_keys_after_s=c.key_rotation_days * 86_400,
+        publish_retired_keys_s=max(c.access_token_ttl_s, c.id_token_ttl_s) + 3600,
+    )

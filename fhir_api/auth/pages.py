@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from html import escape
-from urllib.parse import urlencode
 
 from starlette.responses import HTMLResponse
 
@@ -105,6 +104,7 @@ def consent_page(
     *,
     action: str,
     logout_action: str,
+    logout_next: str,
     app_name: str,
     user_name: str,
     permissions: Sequence[str],
@@ -165,7 +165,7 @@ def consent_page(
             [
                 ("csrf", logout_csrf),
                 ("lang", lang),
-                ("next", action + "?" + urlencode([p for p in params if p[0] != "patient_q"])),
+                ("next", logout_next),
             ]
         )
         + f'<button type="submit" class="linkbtn">{escape(t(lang, "not_you"))}</button></form>'

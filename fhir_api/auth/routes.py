@@ -77,7 +77,9 @@ def _lang(http: HttpRequest) -> str:
 def _switch_url(http: HttpRequest, lang: str) -> str:
     """This page in the other language (GET, without any secret)."""
     pairs = http.query if http.method == "GET" else http.form or http.query
-    keep = [(k, v) for k, v in pairs if k not in ("lang", "csrf", "password", "username", "decision")]
+    keep = [
+        (k, v) for k, v in pairs if k not in ("lang", "csrf", "password", "username", "decision")
+    ]
     other = "zh-CN" if lang == "en" else "en"
     return http.path + "?" + urlencode([*keep, ("lang", other)])
 
@@ -102,7 +104,9 @@ def _oauth(fn: Callable[[], Response]) -> Response:
     try:
         response = fn()
     except InsecureTransportError:
-        return _json({"error": "invalid_request", "error_description": "https is required"}, status=400)
+        return _json(
+            {"error": "invalid_request", "error_description": "https is required"}, status=400
+        )
     response.headers.update(CORS)
     return response
 
@@ -188,7 +192,9 @@ def login_post(http: HttpDep, auth: AuthDep) -> Response:
         if target
         else message_page(lang, t(lang, "signed_in"), _switch_url(http, lang))
     )
-    session = auth.signer.sign({"uid": result.user.id, "at": int(time.time())}, auth.config.session_ttl_s)
+    session = auth.signer.sign(
+        {"uid": result.user.id, "at": int(time.time())}, auth.config.session_ttl_s
+    )
     set_cookie(resp, http, SESSION_COOKIE, session, auth.config.session_ttl_s)
     return _finish(resp, http, lang)
 
@@ -266,6 +272,7 @@ def _consent(
         lang,
         action=http.urls.authorize,
         logout_action=http.urls.logout,
+        logout_next=http.urls.auth_path + "/authorize?" + urlencode(params),
         app_name=req.client.record.name,
         user_name=user.display_name or user.username,
         permissions=[describe_scope(n, lang, own=own) for n in req.scope.split()],
@@ -295,9 +302,24 @@ def router(prefix: str = "/fhir") -> APIRouter:
     def add(path: str, endpoint: Callable[..., Any], methods: list[str], name: str) -> None:
         r.add_api_route(path, endpoint, methods=methods, name=name, include_in_schema=False)
 
-    add(f"{prefix}/.well-known/smart-configuration", smart_config, ["GET"], "auth-smart-configuration")
-    add("/auth/.well-known/openid-configuration", openid_config, ["GET"], "auth-openid-configuration")
-    add("/.well-known/openid-configuration", openid_config, ["GET"], "auth-openid-configuration-root")
+    add(
+        f"{prefix}/.well-known/smart-configuration",
+        smart_config,
+        ["GET"],
+        "auth-smart-configuration",
+    )
+    add(
+        "/auth/.well-known/openid-configuration",
+        openid_config,
+        ["GET"],
+        "auth-openid-configuration",
+    )
+    add(
+        "/.well-known/openid-configuration",
+        openid_config,
+        ["GET"],
+        "auth-openid-configuration-root",
+    )
     add("/auth/jwks", jwks, ["GET"], "auth-jwks")
     add("/auth/authorize", authorize, ["GET", "POST"], "auth-authorize")
     add("/auth/login", login_get, ["GET"], "auth-login-page")

@@ -25,7 +25,6 @@ from ehr.accounts import (
     AccountStore,
     InvalidScope,
     JwksCache,
-    LoginPolicy,
     TokenInfo,
     TokenVerifier,
     TrustedIssuer,
@@ -38,7 +37,7 @@ from ehr.model import loads
 from ehr.store import Store
 
 from .adapter import HttpRequest, OAuthRequest, Urls
-from .config import AuthSettings
+from .config import AuthSettings, account_store
 from .endpoints import SmartIntrospection, SmartRevocation
 from .grants import (
     PrivateKeyJwt,
@@ -70,17 +69,7 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__()
         self.store = store
         self.config = config or AuthSettings()
-        c = self.config
-        self.accounts = accounts or AccountStore(
-            store.engine,
-            login_policy=LoginPolicy(
-                c.max_failed_logins, c.lockout_s, c.max_ip_failures, c.ip_window_s
-            ),
-            key_secret=c.key_secret,
-            signing_alg=c.signing_alg,
-            rotate_keys_after_s=c.key_rotation_days * 86_400,
-            publish_retired_keys_s=max(c.access_token_ttl_s, c.id_token_ttl_s) + 3600,
-        )
+        self.accounts = accounts or account_store(store.engine, self.config)
         self.jwks_cache = JwksCache()
         self.register_client_auth_method("private_key_jwt", self._private_key_jwt)
         self.register_grant(SmartAuthorizationCode, [S256Only(required=True), SmartOpenIDCode()])
@@ -315,8 +304,6 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
 def _patient_label(data: bytes, rid: str) -> str:
     res = loads(data)
     names = res.get("name") or [{}]
-    name = names[0].get("text") or (
-        names[0].get("family", "") + "".join(names[0].get("given", []))
-    )
+    name = names[0].get("text") or (names[0].get("family", "") + "".join(names[0].get("given", [])))
     parts = [name or rid, res.get("gender", ""), res.get("birthDate", "")]
     return " · ".join(p for p in parts if p)

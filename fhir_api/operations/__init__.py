@@ -1,0 +1,1 @@
+"""Routes of the ``$operations``, one module per operation (each names its OperationDefinition)."""
