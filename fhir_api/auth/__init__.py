@@ -6,8 +6,9 @@ https://hl7.org/fhir/smart-app-launch/): Authlib's OAuth 2.0 core with a thin St
     auth = install(app)               # app.state.auth; routes mounted before the FHIR routes
 
 Public surface: :func:`install`, :func:`router` (the routes alone), :class:`AuthServer`
-(``verify_token``, ``is_revoked``, ``issue_tokens``...), :class:`AuthSettings`,
-:class:`Urls`, :func:`security_section` (CapabilityStatement ``rest.security``).
+(``verify_token``, ``is_revoked``, ``issue_tokens``, ``listeners``...), :class:`AuthSettings`,
+:class:`Urls`, :func:`security_section` (CapabilityStatement ``rest.security``),
+:func:`token_info` (the verified bearer token of an API request) and :func:`unauthorized`.
 Verification without this server: :func:`ehr.accounts.verify_access_token`.
 """
 
@@ -20,12 +21,22 @@ from fastapi import FastAPI
 from ehr.accounts import AccountStore
 
 from .adapter import Urls
+from .bearer import token_info, unauthorized
 from .config import AuthSettings
 from .discovery import security_section
 from .routes import router
 from .server import AuthServer
 
-__all__ = ["AuthServer", "AuthSettings", "Urls", "install", "router", "security_section"]
+__all__ = [
+    "AuthServer",
+    "AuthSettings",
+    "Urls",
+    "install",
+    "router",
+    "security_section",
+    "token_info",
+    "unauthorized",
+]
 
 
 def install(

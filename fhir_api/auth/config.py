@@ -18,6 +18,8 @@ EHR_AUTH_MAX_FAILED_LOGINS          failures before an account is locked        
 EHR_AUTH_LOCKOUT_S                  how long a lockout lasts                            900
 EHR_AUTH_MAX_IP_FAILURES            failures from one IP within the window              20
 EHR_AUTH_IP_WINDOW_S                window of the per-IP count                          900
+EHR_AUTH_ARGON2_TIME_COST           argon2id iterations for password hashes             3
+EHR_AUTH_ARGON2_MEMORY_KIB          argon2id memory for password hashes                 65536
 EHR_AUTH_SMART_STYLE_URL            ``smart_style_url`` in token responses              (none)
 EHR_AUTH_EXTERNAL_ISSUER            also accept tokens of this OIDC issuer              (none)
 EHR_AUTH_EXTERNAL_JWKS_URL          ... verified with this JWKS                         (none)
@@ -27,6 +29,7 @@ EHR_AUTH_EXTERNAL_AUDIENCE          ... whose ``aud`` must be this              
 
 from __future__ import annotations
 
+from argon2 import PasswordHasher
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
@@ -52,6 +55,8 @@ class AuthSettings(BaseSettings):
     lockout_s: int = 900
     max_ip_failures: int = 20
     ip_window_s: int = 900
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65_536
     smart_style_url: str = ""
     external_issuer: str = ""
     external_jwks_url: str = ""
@@ -67,6 +72,9 @@ def account_store(
 ) -> AccountStore:
     """The account store configured by ``config`` (login policy, keys)."""
     c = config
+    if passwords is None:
+        hasher = PasswordHasher(time_cost=c.argon2_time_cost, memory_cost=c.argon2_memory_kib)
+        passwords = Passwords(hasher)
     return AccountStore(
         engine,
         passwords=passwords,

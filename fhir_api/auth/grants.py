@@ -290,11 +290,10 @@ class SmartClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
         except InvalidScope as exc:
             raise InvalidScopeError(str(exc)) from exc
         granted = req.client.record.scope_set.covering(requested)
-        kept = [str(s) for s in granted.resources if s.context == "system"]
-        kept_names = [n for n in granted.names if n.startswith("system/")]
+        kept = [n for n in granted.names if n.startswith("system/")]
         if not kept:
             raise InvalidScopeError("Request system/ scopes this client is registered for")
-        req.scope = " ".join(kept_names)
+        req.scope = " ".join(kept)
 
     @hooked  # type: ignore[misc]
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

@@ -70,7 +70,7 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 TYPES: dict[str, tuple[str, str]] = {
-    "*": ("全部健康记录", "all health records"),
+    "*": ("全部健康记录", "health records (all kinds)"),
     "Patient": ("个人基本信息", "personal details"),
     "Observation": ("检查检验结果和体征", "test results and vital signs"),
     "Condition": ("诊断和健康问题", "diagnoses and health problems"),
@@ -150,5 +150,6 @@ def describe_scope(name: str, lang: str, *, own: bool = False) -> str:
     whose = ("您的", "your")[i] if own and s.context == "patient" else WHOSE[s.context][i]
     cond = f" ({', '.join(f'{k}={v}' for k, v in s.params)})" if s.params else ""
     if i:
-        return f"{', '.join(verbs).capitalize()} {whose} {what}{cond}"
+        said = ", ".join(verbs[:-1]) + " and " + verbs[-1] if len(verbs) > 1 else verbs[0]
+        return f"{said.capitalize()} {whose} {what}{cond}"
     return f"{'、'.join(verbs)}{whose}{what}{cond}"

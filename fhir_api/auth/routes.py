@@ -27,6 +27,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 from authlib.oauth2.rfc6749 import InsecureTransportError, OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -181,6 +182,13 @@ def login_post(http: HttpDep, auth: AuthDep) -> Response:
     result = auth.accounts.users.authenticate(
         http.param("username") or "", http.param("password") or "", http.client_ip
     )
+    auth.emit(
+        "login",
+        outcome=result.status,
+        username=(http.param("username") or "")[:150],
+        user_id=result.user.id if result.user else None,
+        ip=http.client_ip,
+    )
     if result.status == "locked":
         minutes = str(max(1, -(-result.retry_after_s // 60)))
         return _login_form(http, auth, lang, error=t(lang, "locked", minutes=minutes), status=429)
@@ -229,6 +237,10 @@ def authorize(http: HttpDep, auth: AuthDep) -> Response:
         return error_page(lang, err.description or err.error, switch)
     req: OAuthRequest = grant.request
     params = [(k, v) for k, v in req.payload.data.items() if k not in PRIVATE]
+    if user is not None and req.payload.data.get("prompt") == "none":
+        # this server always asks: without a page to show, consent is missing
+        missing = ConsentRequiredError(redirect_uri=grant.redirect_uri, state=req.payload.state)
+        return auth.handle_error_response(req, missing)
     if user is None or session is None:
         target = http.urls.auth_path + "/authorize?" + urlencode(params)
         login = http.urls.login + "?" + urlencode({"next": target, "lang": lang})

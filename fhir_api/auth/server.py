@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -71,6 +71,9 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
         self.config = config or AuthSettings()
         self.accounts = accounts or account_store(store.engine, self.config)
         self.jwks_cache = JwksCache()
+        #: ``fn(event, data)`` called on every security event (for the audit trail): login
+        #: (ok | invalid | locked), token (issued), grant-revoked, oauth-error (a refusal)
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.register_client_auth_method("private_key_jwt", self._private_key_jwt)
         self.register_grant(SmartAuthorizationCode, [S256Only(required=True), SmartOpenIDCode()])
         self.register_grant(SmartRefreshToken)
@@ -112,6 +115,26 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         log.debug("auth signal %s", name)
+
+    def handle_error_response(self, request: Any, error: Any) -> Response:
+        payload = getattr(request, "payload", None)
+        http = getattr(request, "http", None)
+        self.emit(
+            "oauth-error",
+            error=error.error,
+            description=error.get_error_description(),
+            client_id=payload.client_id if payload is not None else None,
+            ip=http.client_ip if http is not None else None,
+        )
+        return super().handle_error_response(request, error)  # type: ignore[no-any-return]
+
+    def emit(self, event: str, **data: Any) -> None:
+        """Tell the listeners (they must not raise; a failing one is logged and skipped)."""
+        for fn in self.listeners:
+            try:
+                fn(event, data)
+            except Exception:
+                log.exception("auth listener failed on %s", event)
 
     def validate_requested_scope(self, scope: str | None) -> None:
         try:
@@ -263,11 +286,22 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
                 context=context,
                 ttl_s=ttl,
             )
+        self.emit(
+            "token",
+            grant_type=request.payload.grant_type,
+            client_id=client.get_client_id(),
+            user_id=user.id if user else None,
+            scope=scope,
+            patient=context.get("patient"),
+            jti=claims["jti"],
+            ip=request.http.client_ip,
+        )
         return token
 
     def revoke_grant(self, grant_id: str, reason: str) -> None:
         """Revoke a grant's refresh tokens and its access tokens (until they would expire)."""
         log.warning("revoking grant %s: %s", grant_id, reason)
+        self.emit("grant-revoked", grant_id=grant_id, reason=reason)
         until = (int(time.time()) + self.config.access_token_ttl_s + 3600) * US
         self.accounts.revoke_grant(grant_id, until, reason)
 
@@ -302,8 +336,11 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
 
 
 def _patient_label(data: bytes, rid: str) -> str:
+    """``张伟 · female · 1980-02-03`` (Chinese names family first, without a space)."""
     res = loads(data)
-    names = res.get("name") or [{}]
-    name = names[0].get("text") or (names[0].get("family", "") + "".join(names[0].get("given", [])))
+    n = (res.get("name") or [{}])[0]
+    family, given = n.get("family", ""), n.get("given", [])
+    cjk = any("\u4e00" <= ch <= "\u9fff" for ch in family + "".join(given))
+    name = n.get("text") or (family + "".join(given) if cjk else " ".join([*given, family]).strip())
     parts = [name or rid, res.get("gender", ""), res.get("birthDate", "")]
     return " · ".join(p for p in parts if p)

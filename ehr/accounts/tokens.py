@@ -1,0 +1,258 @@
+"""Access tokens: signed JWTs (RFC 7519, RFC 9068 style) that any API worker verifies with only
+the issuer's public keys.
+
+Claims we issue: ``iss`` (our issuer URL), ``aud`` (the FHIR base URL), ``sub`` (user id, or
+client id for a backend service), ``client_id``, ``scope``, ``exp``, ``iat``, ``jti``, and when
+known ``fhirUser`` (absolute URL), ``patient`` and ``encounter`` (launch context ids), ``role``,
+``organization`` and ``practitioner_role`` (references) of the user, ``gid`` (the grant id, for
+revocation).
+
+:func:`verify_access_token` refuses, before looking at any claim:
+
+* a header ``alg`` outside the accepted asymmetric algorithms (so ``none`` and ``HS256`` signed
+  with our public key as an HMAC secret are refused: no algorithm confusion);
+* a missing or unknown ``kid`` (no trying every key);
+* a bad signature;
+
+and then a wrong ``iss``, an ``aud`` that is not the FHIR base, and an expired token (``exp``,
+``nbf`` and ``iat`` checked with a small leeway).
+
+:class:`TokenVerifier` accepts tokens from several issuers (ours, and an external OpenID Connect
+issuer configured by its issuer URL and JWKS URL); it picks the issuer's keys from the token's
+``iss`` and verifies against that issuer only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from joserfc import jws, jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import ECKey, KeySet, RSAKey
+
+from .keys import SIGNING_ALGS
+from .scopes import InvalidScope, ScopeSet, parse_scopes
+
+__all__ = [
+    "EXTERNAL_ALGS",
+    "InvalidToken",
+    "KeySource",
+    "TokenInfo",
+    "TokenVerifier",
+    "TrustedIssuer",
+    "sign_jwt",
+    "verify_access_token",
+]
+
+#: algorithms accepted from an external OpenID Connect issuer (asymmetric only)
+EXTERNAL_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384")
+
+KeySource = KeySet | Callable[[str | None], KeySet]
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable; ``reason`` says why (for logs and ``WWW-Authenticate``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a verified access token grants."""
+
+    issuer: str
+    subject: str
+    client_id: str
+    scope: ScopeSet
+    expires_at: int
+    issued_at: int | None
+    jti: str | None
+    audience: tuple[str, ...]
+    patient: str | None = None
+    encounter: str | None = None
+    fhir_user: str | None = None
+    role: str | None = None
+    organization: str | None = None
+    practitioner_role: str | None = None
+    grant_id: str | None = None
+    external: bool = False
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def scopes(self) -> str:
+        return str(self.scope)
+
+    def allows(self, context: str | None, rtype: str | None, interaction: str) -> bool:
+        return self.scope.allows(context, rtype, interaction)
+
+
+def sign_jwt(claims: Mapping[str, Any], alg: str, key: ECKey | RSAKey, typ: str = "JWT") -> str:
+    """A compact JWS of ``claims`` with ``alg`` and the key's ``kid`` in the header."""
+    header = {"alg": alg, "kid": key.kid, "typ": typ}
+    return jwt.encode(header, dict(claims), key, algorithms=[alg])
+
+
+def _b64json(part: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS, NOT verified (only to pick which issuer to check with)."""
+    try:
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise ValueError
+        claims = _b64json(parts[1])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidToken("malformed token") from exc
+    if not isinstance(claims, dict):
+        raise InvalidToken("malformed token")
+    return claims
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def verify_access_token(
+    token: str,
+    keys: KeySource,
+    *,
+    issuer: str,
+    audience: str | Sequence[str],
+    algorithms: Sequence[str] = SIGNING_ALGS,
+    leeway: int = 30,
+    now: int | None = None,
+    external: bool = False,
+) -> TokenInfo:
+    """Verify a bearer access token and return what it grants; :class:`InvalidToken` if not
+    acceptable (see the module docstring for the checks and their order)."""
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
+        raise InvalidToken("malformed token")
+    try:
+        header = jws.extract_compact(token.encode()).headers()
+    except (JoseError, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidToken("malformed token") from exc
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        raise InvalidToken(f"algorithm {alg!r} is not accepted")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("the token names no key (kid)")
+    try:
+        keyset = keys(kid) if callable(keys) else keys
+        key = keyset.get_by_kid(kid)
+    except JoseError as exc:
+        raise InvalidToken("unknown signing key") from exc
+    except Exception as exc:  # a JWKS that cannot be fetched
+        raise InvalidToken(f"signing keys unavailable: {exc}") from exc
+    expected_type = "EC" if alg.startswith("ES") else "RSA"
+    if key.key_type != expected_type:
+        raise InvalidToken(f"key {kid} cannot verify {alg}")
+    try:
+        decoded = jwt.decode(token, key, algorithms=[alg])
+    except BadSignatureError as exc:
+        raise InvalidToken("bad signature") from exc
+    except JoseError as exc:
+        raise InvalidToken(f"invalid token: {exc.error}") from exc
+    claims = decoded.claims
+    audiences = [audience] if isinstance(audience, str) else list(audience)
+    registry = jwt.JWTClaimsRegistry(
+        now=now if now is not None else int(time.time()),
+        leeway=leeway,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "values": audiences},
+        exp={"essential": True},
+        sub={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except ExpiredTokenError as exc:
+        raise InvalidToken("token expired") from exc
+    except (InvalidClaimError, MissingClaimError) as exc:
+        raise InvalidToken(f"invalid claim: {exc.description or exc.error}") from exc
+    return _info(claims, external)
+
+
+def _info(claims: dict[str, Any], external: bool) -> TokenInfo:
+    raw_scope = claims.get("scope", claims.get("scp", ""))
+    if isinstance(raw_scope, list):
+        raw_scope = " ".join(str(s) for s in raw_scope)
+    try:
+        scope = parse_scopes(raw_scope if isinstance(raw_scope, str) else "")
+    except InvalidScope as exc:
+        raise InvalidToken(f"invalid scope claim: {exc}") from exc
+    aud = claims.get("aud")
+    client_id = _str(claims.get("client_id")) or _str(claims.get("azp")) or ""
+    if not client_id and not external:
+        raise InvalidToken("invalid claim: client_id")
+    iat = claims.get("iat")
+    return TokenInfo(
+        issuer=claims["iss"],
+        subject=claims["sub"],
+        client_id=client_id,
+        scope=scope,
+        expires_at=int(claims["exp"]),
+        issued_at=int(iat) if isinstance(iat, int | float) else None,
+        jti=_str(claims.get("jti")),
+        audience=tuple([aud] if isinstance(aud, str) else aud or ()),
+        patient=_str(claims.get("patient")),
+        encounter=_str(claims.get("encounter")),
+        fhir_user=_str(claims.get("fhirUser")),
+        role=_str(claims.get("role")),
+        organization=_str(claims.get("organization")),
+        practitioner_role=_str(claims.get("practitioner_role")),
+        grant_id=_str(claims.get("gid")),
+        external=external,
+        claims=claims,
+    )
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """An issuer whose tokens we accept: its ``iss`` value and where its public keys come from
+    (a KeySet, or a callable ``kid -> KeySet`` such as :meth:`JwksCache.keyset` bound to a
+    URL or :meth:`SigningKeys.public_keyset`)."""
+
+    issuer: str
+    keys: KeySource
+    algorithms: Sequence[str] = SIGNING_ALGS
+    #: audience override (an external issuer may name the API differently)
+    audience: str | None = None
+    external: bool = False
+
+
+class TokenVerifier:
+    """Verify tokens of any trusted issuer (chosen by the token's ``iss``)."""
+
+    def __init__(self, issuers: Sequence[TrustedIssuer], *, leeway: int = 30) -> None:
+        self.issuers = {i.issuer: i for i in issuers}
+        self.leeway = leeway
+
+    def verify(self, token: str, audience: str) -> TokenInfo:
+        iss = unverified_claims(token).get("iss")
+        trusted = self.issuers.get(iss) if isinstance(iss, str) else None
+        if trusted is None:
+            raise InvalidToken("unknown issuer")
+        return verify_access_token(
+            token,
+            trusted.keys,
+            issuer=trusted.issuer,
+            audience=trusted.audience or audience,
+            algorithms=trusted.algorithms,
+            leeway=self.leeway,
+            external=trusted.external,
+        )
