@@ -52,6 +52,7 @@ from .interactions import (
     update,
     vread,
 )
+from .auth import install as install_auth
 from .limits import BodyLimitMiddleware, TimeLimitMiddleware
 from .operations import validate as op_validate
 
@@ -152,6 +153,7 @@ def create_app(
         _copy_routes(app, module.router, prefix)
     for op in OPERATIONS:
         include_before_interactions(app, op.router)
+    install_auth(app)  # SMART on FHIR authorization server (public OAuth endpoints, discovery)
     install_error_handlers(app)
     app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

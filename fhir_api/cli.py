@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_demo)
+
+    from .auth.cli import add_subcommands as auth_commands
+    from .reindex_cli import add_subcommands as reindex_commands
+
+    auth_commands(sub)  # ehr users …, ehr clients …, ehr keys …
+    reindex_commands(sub)  # ehr reindex
     return ap
 
 
