@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute, Route
 from ehr.settings import Settings, get_settings
 from ehr.store import Store
 
+from .auth import install as install_auth
 from .deps import Authorizer, allow_all
 from .errors import CatchAllMiddleware, install_error_handlers
 from .interactions import (
@@ -52,7 +53,6 @@ from .interactions import (
     update,
     vread,
 )
-from .auth import install as install_auth
 from .limits import BodyLimitMiddleware, TimeLimitMiddleware
 from .operations import validate as op_validate
 
