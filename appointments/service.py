@@ -20,7 +20,7 @@ from ehr.store import Store
 from .fhirdata import CST
 from .notify import LogSender, Sender
 
-__all__ = ["Appointments", "install"]
+__all__ = ["Appointments", "install", "installed"]
 
 
 def _wall_clock() -> datetime:
@@ -64,6 +64,15 @@ def _is_rules(hook: object) -> bool:
     from .rules import BookingRules
 
     return isinstance(hook, BookingRules)
+
+
+def installed(store: Store) -> Appointments | None:
+    """The appointment services already installed on ``store``, if any."""
+    for hook in store.hooks:
+        svc = getattr(hook, "svc", None)
+        if isinstance(svc, Appointments) and _is_rules(hook):
+            return svc
+    return None
 
 
 def install(

@@ -35,9 +35,14 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Route
 
+from appointments import install as install_appointments
+from appointments.http import ActorResolver
+from appointments.http import router as appointments_router
+from appointments.service import installed as installed_appointments
 from ehr.settings import Settings, get_settings
 from ehr.store import Store
 
+from .actors import actor_from_token
 from .auth import install as install_auth
 from .deps import Authorizer, allow_all
 from .errors import CatchAllMiddleware, install_error_handlers
@@ -116,6 +121,7 @@ def create_app(
     *,
     prefix: str = DEFAULT_PREFIX,
     authorizer: Authorizer | None = None,
+    actor_resolver: ActorResolver | None = None,
 ) -> FastAPI:
     """The API. Without ``store``, one is built from ``settings`` (default: the environment);
     the app then disposes of it at shutdown. The schema must already be migrated
@@ -154,6 +160,9 @@ def create_app(
     for op in OPERATIONS:
         include_before_interactions(app, op.router)
     install_auth(app)  # SMART on FHIR authorization server (public OAuth endpoints, discovery)
+    # the booking rules hook on plain FHIR writes (kept if the store already has one installed)
+    state.appointments = installed_appointments(built) or install_appointments(built)
+    include_before_interactions(app, appointments_router(resolve_actor=actor_resolver or actor_from_token))
     install_error_handlers(app)
     app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

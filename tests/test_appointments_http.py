@@ -13,7 +13,6 @@ from starlette.requests import Request
 from test_appointments_support import World, at, build_world, plus
 
 from appointments import Actor
-from appointments.http import router
 from ehr.store import Store
 
 
@@ -31,12 +30,11 @@ async def header_actor(request: Request) -> Actor | None:
 
 @pytest.fixture
 def api(store: Store) -> Iterator[tuple[TestClient, World]]:
-    from fhir_api.app import create_app, include_before_interactions
+    from fhir_api.app import create_app
 
     world = build_world(store, days=3, schedules=("sch-a",))
-    app = create_app(store)
+    app = create_app(store, actor_resolver=header_actor)
     app.state.appointments = world.svc
-    include_before_interactions(app, router(resolve_actor=header_actor))
     with TestClient(app) as client:
         yield client, world
 
