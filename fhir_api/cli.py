@@ -77,6 +77,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from appointments import install as install_appointments
+    from appointments.demo import demo_policies, demo_schedules
+    from appointments.slots import roll_window
     from ehr.demo import generate_city
     from ehr.loader import load_resources
 
@@ -91,12 +94,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ):
         print("demo city already loaded (use --force to load it again)")
         return 0
+    booking = demo_schedules(resources) + demo_policies(resources)
     with tqdm(total=len(resources), desc="demo city", unit=" res", disable=args.quiet) as bar:
         for i in range(0, len(resources), 500):
             chunk = resources[i : i + 500]
             load_resources(store, [(r, None) for r in chunk])
             bar.update(len(chunk))
-    print(f"loaded the demo city: {len(resources)} resources (seed {args.seed})")
+    svc = install_appointments(store)
+    load_resources(store, [(r, None) for r in booking])
+    slots = sum(r.created for r in roll_window(svc).values())
+    print(
+        f"loaded the demo city: {len(resources)} resources (seed {args.seed}), "
+        f"{len(booking)} schedules and booking policies, {slots} bookable slots"
+    )
     return 0
 
 

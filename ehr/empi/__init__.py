@@ -9,7 +9,9 @@ Patient/$match: http://hl7.org/fhir/R4/patient-operation-match.html
 - :mod:`ehr.empi.blocking`: blocking keys (future token-index rows) and an in-memory index.
 - :mod:`ehr.empi.synth`: a seeded synthetic population with duplicates and hard negatives.
 
-The FHIR operations ($match, link, merge, the review queue) are built on these.
+The FHIR operations ($match, link, merge, the review queue) are built on these, in
+:mod:`ehr.empi.service` (the store-level API; it imports the database side, so this package's
+root does not).
 """
 
 from ehr.empi.blocking import BlockingIndex, blocking_keys
