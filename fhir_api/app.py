@@ -39,6 +39,7 @@ from appointments import install as install_appointments
 from appointments.http import ActorResolver
 from appointments.http import router as appointments_router
 from appointments.service import installed as installed_appointments
+from ehr.empi.service import install as install_empi
 from ehr.settings import Settings, get_settings
 from ehr.store import Store
 
@@ -59,6 +60,7 @@ from .interactions import (
     vread,
 )
 from .limits import BodyLimitMiddleware, TimeLimitMiddleware
+from .operations import empi as op_empi
 from .operations import validate as op_validate
 
 __all__ = ["DEFAULT_PREFIX", "INTERACTIONS", "create_app", "include_before_interactions"]
@@ -68,7 +70,7 @@ VERSION = "0.1.0"
 
 
 #: $operation route modules (matched before the generic interaction routes)
-OPERATIONS = (op_validate,)
+OPERATIONS = (op_validate, op_empi)
 
 #: interaction modules in matching order (literal segments before {type}/{id})
 INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delete, create, batch)
@@ -162,6 +164,8 @@ def create_app(
     install_auth(app)  # SMART on FHIR authorization server (public OAuth endpoints, discovery)
     # the booking rules hook on plain FHIR writes (kept if the store already has one installed)
     state.appointments = installed_appointments(built) or install_appointments(built)
+    if settings.empi:  # regional patient identity: matching on every Patient write
+        install_empi(built)
     include_before_interactions(app, appointments_router(resolve_actor=actor_resolver or actor_from_token))
     install_error_handlers(app)
     app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
