@@ -15,7 +15,7 @@ from typing import Any
 from ehr.model import loads
 from ehr.store import Store, WriteContext
 
-__all__ = ["iter_files", "load_paths", "load_resources"]
+__all__ = ["iter_files", "load_paths", "load_resources", "put_or_create"]
 
 CHUNK = 500
 
@@ -28,7 +28,7 @@ def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield p
 
 
-def _put_or_create(ctx: WriteContext, res: dict[str, Any], url: str | None) -> None:
+def put_or_create(ctx: WriteContext, res: dict[str, Any], url: str | None) -> None:
     rid = res.get("id")
     if url and "/" in url and "?" not in url:
         rid = url.rsplit("/", 1)[1]
@@ -49,7 +49,7 @@ def load_resources(store: Store, items: Iterable[tuple[dict[str, Any], str | Non
             if (rid := (url.rsplit("/", 1)[1] if url and "/" in url and "?" not in url else res.get("id")))
         )
         for res, url in items:
-            _put_or_create(ctx, res, url)
+            put_or_create(ctx, res, url)
             n += 1
     return n
 
