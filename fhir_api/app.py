@@ -39,6 +39,7 @@ from appointments import install as install_appointments
 from appointments.http import ActorResolver
 from appointments.http import router as appointments_router
 from appointments.service import installed as installed_appointments
+from ehr.bulk import BulkWorker
 from ehr.empi.service import install as install_empi
 from ehr.settings import Settings, get_settings
 from ehr.store import Store
@@ -60,6 +61,7 @@ from .interactions import (
     vread,
 )
 from .limits import BodyLimitMiddleware, TimeLimitMiddleware
+from .operations import bulk as op_bulk
 from .operations import empi as op_empi
 from .operations import validate as op_validate
 
@@ -70,7 +72,7 @@ VERSION = "0.1.0"
 
 
 #: $operation route modules (matched before the generic interaction routes)
-OPERATIONS = (op_validate, op_empi)
+OPERATIONS = (op_validate, op_empi, op_bulk)
 
 #: interaction modules in matching order (literal segments before {type}/{id})
 INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delete, create, batch)
@@ -135,10 +137,16 @@ def create_app(
     built: Store = store
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_store:
-            built.dispose()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = BulkWorker(built, settings.data_dir)  # Bulk Data jobs survive restarts
+        app.state.bulk_worker = worker
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+            if owns_store:
+                built.dispose()
 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     app = FastAPI(
