@@ -220,15 +220,22 @@ class _Run:
         for e in entries:
             if e.resource is not None:
                 _conditional_refs(e.resource, refs)
+        if not refs:
+            return
+        conn, engine = self.ctx.conn, self.ctx.store.search_engine
+        matched: dict[str, int] = {}
         for ref in sorted(refs):
             rtype, _, query = ref.partition("?")
             check_type(rtype)
-            found = self.ctx.match(rtype, parse_qsl(query, keep_blank_values=True))
+            found = engine.match(conn, rtype, parse_qsl(query, keep_blank_values=True), limit=2)
             if not found:
                 raise NotFound(f"Conditional reference '{ref}' matches no resource", "not-found")
             if len(found) > 1:
                 raise PreconditionFailed(f"Conditional reference '{ref}' matches several resources", "multiple-matches")
-            mapping[ref] = f"{rtype}/{found[0].rid}"
+            matched[ref] = found[0]
+        rids = {row.pk: row.rid for row in self.ctx.repo.current_by_pks(set(matched.values()))}  # one query
+        for ref, pk in matched.items():
+            mapping[ref] = f"{ref.partition('?')[0]}/{rids[pk]}"
 
     def execute(self, e: EntryRequest) -> dict[str, Any]:
         ctx = self.ctx

@@ -46,6 +46,7 @@ from ehr.store import Store
 
 from .actors import actor_from_token
 from .auth import install as install_auth
+from .cards import install as install_cards
 from .deps import Authorizer, allow_all
 from .errors import CatchAllMiddleware, install_error_handlers
 from .interactions import (
@@ -170,6 +171,7 @@ def create_app(
     for op in OPERATIONS:
         include_before_interactions(app, op.router)
     install_auth(app)  # SMART on FHIR authorization server (public OAuth endpoints, discovery)
+    install_cards(app)  # health one-card: terminal operations, issuer JWKS
     # the booking rules hook on plain FHIR writes (kept if the store already has one installed)
     state.appointments = installed_appointments(built) or install_appointments(built)
     if settings.empi:  # regional patient identity: matching on every Patient write

@@ -141,9 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_demo)
 
     from .auth.cli import add_subcommands as auth_commands
+    from .cards.cli import add_subcommands as card_commands
     from .reindex_cli import add_subcommands as reindex_commands
 
     auth_commands(sub)  # ehr users …, ehr clients …, ehr keys …
+    card_commands(sub)  # ehr cards …
     reindex_commands(sub)  # ehr reindex
     return ap
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fhir_api.cli import main
 from ehr.settings import get_settings
 from ehr.store import Store
+from fhir_api.cli import main
 
 
 @pytest.fixture

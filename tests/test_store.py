@@ -9,7 +9,15 @@ import threading
 import pytest
 from sqlalchemy import func, select
 
-from ehr.errors import BadRequest, Conflict, FhirError, Gone, NotFound, PreconditionFailed, Unprocessable
+from ehr.errors import (
+    BadRequest,
+    Conflict,
+    FhirError,
+    Gone,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
 from ehr.search.tables import INDEX_TABLES
 from ehr.storage.tables import history, resources
 from ehr.store import PendingWrite, Store, WriteContext

@@ -159,7 +159,9 @@ class Clients:
             raise ValueError("only confidential-asymmetric clients register keys")
         if client_type == "confidential-symmetric":
             secret = new_secret(32)
-        has_system = "system" in scope_set.contexts()
+        has_system = "system" in scope_set.contexts() or any(
+            n.startswith("system/") for n in scope_set.other
+        )
         if grant_types is None:
             inferred: list[str] = []
             if redirect_uris:

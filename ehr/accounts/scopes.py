@@ -30,6 +30,7 @@ __all__ = [
     "INTERACTIONS",
     "InvalidScope",
     "LAUNCH_SCOPES",
+    "OPERATION_SCOPES",
     "SCOPES_SUPPORTED",
     "ScopeSet",
     "SmartScope",
@@ -53,10 +54,15 @@ LAUNCH_SCOPES = (
     "online_access",
 )
 
+#: named ``system/`` scopes of this server's own operations (not resource scopes: kept by name,
+#: granted to backend clients registered for them): the health one-card (``fhir_api.cards``)
+OPERATION_SCOPES = frozenset({"system/health-card.tap", "system/health-card.issue"})
+
 #: what discovery advertises (``scopes_supported``); any resource type may replace ``*``
 SCOPES_SUPPORTED = [
     *LAUNCH_SCOPES,
     *(f"{c}/*.{p}" for c in CONTEXTS for p in ("cruds", "rs", "read", "write", "*")),
+    *sorted(OPERATION_SCOPES),
 ]
 
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
@@ -110,6 +116,8 @@ def parse_scope(text: str) -> SmartScope | None:
 
     Raises :class:`InvalidScope` for something that starts like a resource scope but is not
     well formed (``patient/Observation.xyz``, ``user/observation.read``)."""
+    if text in OPERATION_SCOPES:
+        return None
     if not text.startswith(CONTEXTS) or "/" not in text or text.startswith("launch"):
         return None
     head = text.split("/", 1)[0]

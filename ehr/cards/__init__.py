@@ -1,7 +1,8 @@
 """The resident health one-card, server side: credentials, card challenges, SUN tags, tap checks.
 
-Design: /work/shared/CARD.md. Pure library code (no HTTP, no database): the stores it needs are
-Protocols (:mod:`ehr.cards.stores`) that the server backs with its database.
+Design: ``shared/CARD.md`` beside the project. The checks are pure library code (no HTTP, no
+database) behind Protocols (:mod:`ehr.cards.stores`); the database-backed registry, stores and
+keys are in ``tables``, ``db_stores``, ``keys``, ``issuing``, ``tap`` and ``service``.
 
 - :mod:`ehr.cards.credential`: issuer-signed card credential (JWS ES256) and rotating issuer keys.
 - :mod:`ehr.cards.challenge`: the ISO-DEP card's signed challenge (nonce || counter).

@@ -19,12 +19,21 @@ the cursor, so later pages repeat it without counting again. ``_count=0`` and
 
 Conditional interactions use :meth:`SearchEngine.match`, which is always strict and accepts no
 result parameters: a condition must mean exactly what it says.
+
+Authorization (``restrict``): a :data:`~ehr.search.sql.Restrict` is an extra condition on the
+resources a requester may see. It is ANDed to the matches, to the count, to every included
+resource and to the resources a chain or ``_has`` tests, so a search can never reveal what it
+hides. It is given per call, or set for the duration of a request in :data:`ambient_restriction`
+(which :meth:`SearchEngine.match` also honours, so conditional interactions only see what the
+requester may see).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from functools import cache
+from typing import Any
 
 from sqlalchemy import false, func, select
 from sqlalchemy.engine import Connection
@@ -41,13 +50,25 @@ from ehr.search.params import (
     parse_criteria,
     parse_request,
 )
-from ehr.search.sql import Cond, SqlContext, compartment_condition, condition
+from ehr.search.sql import (
+    Cond,
+    PatientIds,
+    Restrict,
+    SqlContext,
+    compartment_condition,
+    condition,
+    index_pks,
+)
 from ehr.search.valueset import expand_valueset
 from ehr.storage.tables import resources
 
-__all__ = ["Hit", "SearchEngine", "SearchPage"]
+__all__ = ["Hit", "SearchEngine", "SearchPage", "ambient_restriction"]
 
 Params = list[tuple[str, str]]
+
+#: the restriction of the current request (set by the authorization layer), used by every
+#: search and conditional match that is not given one explicitly
+ambient_restriction: ContextVar[Restrict | None] = ContextVar("ambient_restriction", default=None)
 
 
 @dataclass
@@ -91,12 +112,14 @@ class SearchEngine:
         self.base_url = base_url
 
     # -- helpers -------------------------------------------------------------------------------
-    def _ctx(self, conn: Connection, base: str | None) -> SqlContext:
+    def _ctx(
+        self, conn: Connection, base: str | None, restrict: Restrict | None = None
+    ) -> SqlContext:
         @cache
         def expand(url: str) -> list[tuple[str | None, str]]:
             return expand_valueset(conn, url)
 
-        return SqlContext(conn.dialect.name, base or self.base_url, expand)
+        return SqlContext(conn.dialect.name, base or self.base_url, expand, restrict)
 
     @staticmethod
     def _type_condition(r: object, types: tuple[str, ...] | None) -> list[Cond]:
@@ -129,13 +152,15 @@ class SearchEngine:
             self.registry, (rtype,), crit_params, strict=True, max_or_values=self.max_or_values
         )
         r = resources.alias("r")
-        ctx = self._ctx(conn, None)
+        restrict = ambient_restriction.get()
+        ctx = self._ctx(conn, None, restrict)
         stmt = (
             select(r.c.pk)
             .where(
                 r.c.rtype == rtype,
                 r.c.deleted == false(),
                 *(condition(c, r, ctx) for c in criteria),
+                *([restrict(r, replace(ctx, restrict=None))] if restrict is not None else []),
             )
             .order_by(r.c.pk)
             .limit(limit)
@@ -150,11 +175,16 @@ class SearchEngine:
         params: Params,
         *,
         strict: bool = False,
-        compartment: tuple[str, str] | None = None,
+        compartment: tuple[str, PatientIds] | None = None,
         base: str | None = None,
+        restrict: Restrict | None = None,
     ) -> SearchPage:
         """One page of the search ``params`` on ``rtype`` (None: every type, ``_type``
-        restricts), inside ``compartment`` (``("Patient", id)``) when given."""
+        restricts), inside ``compartment`` (``("Patient", id)``; the id may be a list of ids or
+        a subquery of ids) when given, limited to what ``restrict`` (default: the
+        :data:`ambient_restriction`) lets through."""
+        if restrict is None:
+            restrict = ambient_restriction.get()
         req = parse_request(
             self.registry,
             rtype,
@@ -165,11 +195,14 @@ class SearchEngine:
             max_or_values=self.max_or_values,
         )
         r = resources.alias("r")
-        ctx = self._ctx(conn, base)
+        ctx = self._ctx(conn, base, restrict)
         conds: list[Cond] = [r.c.deleted == false(), *self._type_condition(r, req.types)]
-        conds += [condition(c, r, ctx) for c in req.criteria]
+        crit_conds = [condition(c, r, ctx) for c in req.criteria]
+        conds += crit_conds
         if compartment is not None:
             conds.append(compartment_condition(r, compartment, req.types))
+        if restrict is not None:
+            conds.append(restrict(r, replace(ctx, restrict=None)))
         if req.types == ():
             conds.append(false())
 
@@ -180,6 +213,12 @@ class SearchEngine:
         else:
             at, max_pk = cursor.at, cursor.max_pk
         conds.append(r.c.pk <= max_pk)
+        # counts read the index tables alone when every criterion is a plain index lookup
+        pks = (
+            index_pks(crit_conds, r)
+            if compartment is None and restrict is None and req.types
+            else None
+        )
 
         page = SearchPage(
             rtype, [], [], None, self._links(req, req.cursor), summary=req.summary, elements=req.elements,
@@ -188,7 +227,7 @@ class SearchEngine:
         count = 0 if req.summary == "count" else req.count
         if count == 0:
             mode = req.total or "accurate"
-            page.total = cursor.total if cursor else self._count(conn, r, conds, mode)
+            page.total = cursor.total if cursor else self._count(conn, r, conds, mode, pks, max_pk)
             return page
 
         keys = [sort_expression(k, r, at) for k in req.sort]
@@ -213,7 +252,9 @@ class SearchEngine:
             page.total = cursor.total
         elif req.total != "none":
             page.total = (
-                len(rows) if not more else self._count(conn, r, conds, req.total or "estimate")
+                len(rows)
+                if not more
+                else self._count(conn, r, conds, req.total or "estimate", pks, max_pk)
             )
 
         def position(row: object, fwd: bool) -> Params:
@@ -228,7 +269,14 @@ class SearchEngine:
 
         if req.includes:
             page.includes, cut = resolve_includes(
-                conn, req.includes, page.matches, limit=self.max_includes, compartment=compartment
+                conn,
+                req.includes,
+                page.matches,
+                limit=self.max_includes,
+                compartment=compartment,
+                restrict=(lambda o: restrict(o, replace(ctx, restrict=None)))
+                if restrict is not None
+                else None,
             )
             if cut:
                 page.issues.append(
@@ -245,10 +293,24 @@ class SearchEngine:
     def _links(req: SearchRequest, cursor: str | None) -> Params:
         return [*req.applied, *([("_cursor", cursor)] if cursor else [])]
 
-    def _count(self, conn: Connection, r: object, conds: list[Cond], mode: str) -> int | None:
+    def _count(
+        self,
+        conn: Connection,
+        r: object,
+        conds: list[Cond],
+        mode: str,
+        pks: Any = None,
+        max_pk: int = 0,
+    ) -> int | None:
+        """The number of matches (``mode`` accurate), or up to :attr:`total_cap` of them (None
+        past it); from ``pks`` (:func:`ehr.search.sql.index_pks`) when given."""
         if mode == "none":
             return None
-        sub = select(r.c.pk).where(*conds)  # type: ignore[attr-defined]
+        if pks is not None:
+            s = pks.subquery("s")
+            sub = select(s.c.pk).where(s.c.pk <= max_pk).distinct()
+        else:
+            sub = select(r.c.pk).where(*conds)  # type: ignore[attr-defined]
         if mode != "accurate":
             sub = sub.limit(self.total_cap + 1)
         n = int(conn.execute(select(func.count()).select_from(sub.subquery())).scalar_one())

@@ -9,12 +9,13 @@ included, round after round, until nothing new comes in.
 Bounded: at most ``limit`` included resources per page and :data:`MAX_ROUNDS` rounds; when the
 bound cuts the list short the caller adds a warning to the Bundle. Only current, non-deleted
 resources are included, each once, and never a resource that is already a match. With a
-compartment, included resources must be in it too.
+compartment, included resources must be in it too; with a restriction (authorization), they
+must pass it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import FromClause, Select, and_, false, select
 from sqlalchemy.engine import Connection
 
 from ehr.search.params import Include
-from ehr.search.sql import compartment_condition
+from ehr.search.sql import PatientIds, compartment_condition
 from ehr.search.tables import idx_reference
 from ehr.storage.tables import resources
 
@@ -48,7 +49,11 @@ def hit_columns(r: FromClause) -> list[Any]:
 
 
 def _query(
-    inc: Include, frontier: list[int], limit: int, compartment: tuple[str, str] | None
+    inc: Include,
+    frontier: list[int],
+    limit: int,
+    compartment: tuple[str, PatientIds] | None,
+    restrict: Callable[[FromClause], Any] | None = None,
 ) -> Select[Any]:
     ref, other, out = idx_reference.alias(), resources.alias(), resources.alias()
     where = []
@@ -70,6 +75,8 @@ def _query(
     conds = [out.c.pk.in_(sub), out.c.deleted == false()]
     if compartment is not None:
         conds.append(compartment_condition(out, compartment, None))
+    if restrict is not None:
+        conds.append(restrict(out))
     return select(*hit_columns(out)).where(*conds).order_by(out.c.pk).limit(limit)
 
 
@@ -79,9 +86,11 @@ def resolve_includes(
     matches: Sequence[Hit],
     *,
     limit: int,
-    compartment: tuple[str, str] | None = None,
+    compartment: tuple[str, PatientIds] | None = None,
+    restrict: Callable[[FromClause], Any] | None = None,
 ) -> tuple[list[Hit], bool]:
-    """The included resources of a page and whether ``limit`` cut them short."""
+    """The included resources of a page and whether ``limit`` cut them short; ``restrict``
+    is an extra condition on the included resources (authorization)."""
     if not includes or not matches:
         return [], False
     seen = {h.pk for h in matches}
@@ -94,7 +103,7 @@ def resolve_includes(
             room = limit - len(out) - len(new)
             if room <= 0:
                 return out + new, True
-            rows = conn.execute(_query(inc, frontier, room + 1, compartment)).all()
+            rows = conn.execute(_query(inc, frontier, room + 1, compartment, restrict)).all()
             for row in rows:
                 if row.pk not in seen:
                     seen.add(row.pk)

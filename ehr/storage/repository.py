@@ -4,15 +4,23 @@
 and the search-index rows of a resource together, so whoever holds the transaction (a single
 interaction or a whole transaction Bundle) commits or rolls back all of them at once. It knows
 nothing of FHIR semantics beyond that (versions, conditions and hooks live in :mod:`ehr.store`).
+
+Bulk writing: new resources, and the history and index rows of every write, are buffered and
+written at :meth:`Repository.flush` (before any read that could see them, and before commit),
+one statement per table. On PostgreSQL that statement is a ``COPY … FROM STDIN`` (the new
+resources' ``pk`` values are drawn from the sequence first), which costs the server a fraction of
+per-row INSERTs; on SQLite it is an ``executemany``. An update's old index rows are deleted at the
+same flush, before its new ones are written. Only the ``UPDATE`` of the current row (with its
+version check) runs at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import Table, delete, insert, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -52,9 +60,15 @@ class Repository:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._copy = conn.dialect.name == "postgresql"
         self._pending: list[tuple[str, str, int, bytes, dict[str, list[dict[str, Any]]]]] = []
         self._pending_keys: set[tuple[str, str]] = set()
         self._prefetched: dict[tuple[str, str], CurrentRow | None] = {}
+        #: history rows and (pk -> (rtype, index rows)) not written yet; pks whose stored index
+        #: rows are stale (deleted at the next flush, before the buffered ones are written)
+        self._history_rows: list[dict[str, Any]] = []
+        self._index_rows: dict[int, tuple[str, dict[str, list[dict[str, Any]]]]] = {}
+        self._stale_index: set[int] = set()
 
     # -- reads ---------------------------------------------------------------------------------
     def current(self, rtype: str, rid: str, *, lock: bool = False) -> CurrentRow | None:
@@ -111,36 +125,89 @@ class Repository:
         self._pending_keys.add((rtype, rid))
 
     def flush(self) -> None:
-        """Write the buffered new resources: one multi-row INSERT per table."""
-        if not self._pending:
-            return
+        """Write everything buffered: the new resources, then the stale index rows' deletion,
+        then the history and index rows, one bulk statement per table."""
+        if self._pending:
+            self._flush_new()
+        if self._stale_index:
+            stale, self._stale_index = sorted(self._stale_index), set()
+            for start in range(0, len(stale), 500):
+                chunk = stale[start : start + 500]
+                for table in INDEX_TABLES.values():
+                    self.conn.execute(delete(table).where(table.c.pk.in_(chunk)))
+        if self._history_rows:
+            rows, self._history_rows = self._history_rows, []
+            self._write(history, rows)
+        if self._index_rows:
+            pending, self._index_rows = self._index_rows, {}
+            by_table: dict[str, list[dict[str, Any]]] = {}
+            for pk, (rtype, idx) in pending.items():
+                for kind, krows in idx.items():
+                    if krows:
+                        by_table.setdefault(kind, []).extend(
+                            {**r, "pk": pk, "rtype": rtype} for r in krows
+                        )
+            for kind, rows in by_table.items():
+                self._write(INDEX_TABLES[kind], rows)
+
+    def _flush_new(self) -> None:
         pending, self._pending = self._pending, []
         self._pending_keys = set()
+        rows = [
+            {"rtype": t, "rid": i, "version": 1, "last_updated": ts, "deleted": False, "data": d}
+            for t, i, ts, d, _ in pending
+        ]
         try:
-            pks = self.conn.execute(
-                insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
-                [
-                    {"rtype": t, "rid": i, "version": 1, "last_updated": ts, "deleted": False, "data": d}
-                    for t, i, ts, d, _ in pending
-                ],
-            ).scalars().all()
+            if self._copy:
+                pks = self._next_pks(len(rows))
+                for pk, row in zip(pks, rows, strict=True):
+                    row["pk"] = pk
+                self._write(resources, rows)
+            else:
+                pks = list(
+                    self.conn.execute(
+                        insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
+                        rows,
+                    ).scalars()
+                )
         except IntegrityError as exc:
             raise Conflict("A resource with that id already exists", "duplicate") from exc
-        self.conn.execute(
-            insert(history),
-            [
-                {"pk": pk, "version": 1, "rtype": t, "rid": i, "last_updated": ts, "method": "create",
-                 "deleted": False, "data": d}
-                for pk, (t, i, ts, d, _) in zip(pks, pending, strict=True)
-            ],
-        )
-        by_table: dict[str, list[dict[str, Any]]] = {}
-        for pk, (t, _, _, _, idx) in zip(pks, pending, strict=True):
-            for kind, rows in idx.items():
-                by_table.setdefault(kind, []).extend({**r, "pk": pk, "rtype": t} for r in rows)
-        for kind, rows in by_table.items():
-            if rows:
-                self.conn.execute(insert(INDEX_TABLES[kind]), rows)
+        for pk, (t, i, ts, d, idx) in zip(pks, pending, strict=True):
+            self._history_rows.append(
+                {"pk": pk, "version": 1, "rtype": t, "rid": i, "last_updated": ts,
+                 "method": "create", "deleted": False, "data": d}
+            )  # fmt: skip
+            self._index_rows[pk] = (t, idx)
+
+    def _next_pks(self, n: int) -> list[int]:
+        """``n`` new ``resources.pk`` values from the table's sequence (PostgreSQL), ascending."""
+        found = self.conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('resources', 'pk')) FROM generate_series(1, :n)"
+            ),
+            {"n": n},
+        ).scalars()
+        return sorted(int(v) for v in found)
+
+    def _write(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (dicts with every column of ``table``) in one bulk statement."""
+        if not self._copy:
+            self.conn.execute(insert(table), list(rows))
+            return
+        import psycopg
+
+        cols = [c.name for c in table.columns]
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        try:
+            with (
+                raw.cursor() as cur,
+                cur.copy(f'COPY "{table.name}" ({", ".join(cols)}) FROM STDIN') as cp,
+            ):
+                for row in rows:
+                    cp.write_row([row.get(c) for c in cols])
+        except psycopg.errors.UniqueViolation as exc:
+            raise IntegrityError(f"COPY {table.name}", None, exc) from exc
 
     def write_version(
         self,
@@ -151,7 +218,8 @@ class Repository:
         index_rows: dict[str, list[dict[str, Any]]] | None,
         method: str,
     ) -> None:
-        """Replace the current row of ``cur`` with ``version`` (``data=None`` marks a delete)."""
+        """Replace the current row of ``cur`` with ``version`` (``data=None`` marks a delete);
+        the history and index rows are buffered until :meth:`flush`."""
         deleted = data is None
         res = self.conn.execute(
             update(resources)
@@ -160,28 +228,20 @@ class Repository:
         )
         if res.rowcount != 1:  # someone else wrote in between: never lose an update
             raise Conflict(f"{cur.rtype}/{cur.rid} was changed concurrently; retry", "conflict")
-        self.conn.execute(
-            insert(history).values(
-                pk=cur.pk, version=version, rtype=cur.rtype, rid=cur.rid, last_updated=last_updated,
-                method=method, deleted=deleted, data=data,
-            )
-        )
+        self._history_rows.append(
+            {"pk": cur.pk, "version": version, "rtype": cur.rtype, "rid": cur.rid,
+             "last_updated": last_updated, "method": method, "deleted": deleted, "data": data}
+        )  # fmt: skip
         if not cur.deleted:
             self.delete_index(cur.pk)
         if index_rows:
-            self._insert_index(cur.pk, cur.rtype, index_rows)
+            self._index_rows[cur.pk] = (cur.rtype, index_rows)
 
     def delete_index(self, pk: int) -> None:
-        for table in INDEX_TABLES.values():
-            self.conn.execute(delete(table).where(table.c.pk == pk))
+        """Drop the index rows of ``pk``: buffered ones now, stored ones at the next flush."""
+        self._index_rows.pop(pk, None)
+        self._stale_index.add(pk)
 
     def replace_index(self, pk: int, rtype: str, index_rows: dict[str, list[dict[str, Any]]]) -> None:
         self.delete_index(pk)
-        self._insert_index(pk, rtype, index_rows)
-
-    def _insert_index(self, pk: int, rtype: str, index_rows: dict[str, list[dict[str, Any]]]) -> None:
-        for kind, rows in index_rows.items():
-            if rows:
-                self.conn.execute(
-                    insert(INDEX_TABLES[kind]), [{**r, "pk": pk, "rtype": rtype} for r in rows]
-                )
+        self._index_rows[pk] = (rtype, index_rows)

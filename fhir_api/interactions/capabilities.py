@@ -5,7 +5,8 @@ really registered, never from a static file: the interactions come from the app'
 route's ``name`` is its interaction code), the resource types from the definitions, and the
 search parameters (with their documentation) from the store's registry. It is built on the first
 request (after every router is mounted) and cached per base URL. ``app.state.security`` fills the
-``rest.security`` section (a placeholder until SMART on FHIR sets it).
+``rest.security`` section (a placeholder until SMART on FHIR sets it; a callable is given the
+base URL).
 """
 
 from __future__ import annotations
@@ -97,9 +98,12 @@ def capability_statement(app: FastAPI, store: Store, base: str) -> dict[str, Any
         if "search-type" in names:
             entry["searchParam"] = _search_params(store, rtype)
         resources.append(entry)
+    security = getattr(app.state, "security", None) or DEFAULT_SECURITY
+    if callable(security):  # depends on the public base URL (OAuth endpoint URIs)
+        security = security(base)
     rest: dict[str, Any] = {
         "mode": "server",
-        "security": getattr(app.state, "security", None) or DEFAULT_SECURITY,
+        "security": security,
         "resource": resources,
         "interaction": [{"code": c} for n, c in SYSTEM_INTERACTIONS.items() if n in names],
     }

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from alembic import context
 
+import ehr.accounts.tables  # noqa: F401  (registers the authorization server tables)
+import ehr.bulk.tables  # noqa: F401  (registers the Bulk Data job tables)
+import ehr.cards.tables  # noqa: F401  (registers the health one-card tables)
+import ehr.empi.tables  # noqa: F401  (registers the EMPI blocking table)
+import ehr.search.jobs_tables  # noqa: F401  (registers the reindex job table)
+import ehr.search.query_indexes  # noqa: F401  (registers the search query indexes)
 import ehr.search.tables  # noqa: F401  (registers the index tables on the metadata)
+import ehr.security.tables  # noqa: F401  (registers the audit chain and consent rule tables)
 from ehr.storage.tables import metadata
 
 config = context.config

@@ -1,0 +1,1 @@
+"""FHIR operations, one module per $operation (http://hl7.org/fhir/R4/operations.html)."""

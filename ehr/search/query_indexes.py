@@ -1,0 +1,36 @@
+"""Indexes the search queries rely on beyond those of the tables' own modules (revision ``0005``).
+
+http://hl7.org/fhir/R4/search.html
+
+* ``ix_resources_live``: ``resources (rtype, pk)`` over current, non-deleted rows only. Every
+  search tests ``r.rtype = T AND NOT r.deleted AND r.pk IN (...)`` and orders by ``pk``; this
+  index answers all of it without touching the (wide) table rows: an index-only scan in ``pk``
+  order for a page (merge semi-join, stops after one page), index-only probes for a count, and
+  ``_summary=count`` over a whole type without a sequential scan.
+
+On PostgreSQL the migration also rebuilds the lookup indexes of the index tables with
+``INCLUDE (pk)`` (index-only scans: a criterion's ``pk`` list never reads the table), builds the
+string lookup on ``value COLLATE "C"`` (the collation :func:`ehr.search.sql.starts_with` compares
+in, so a prefix is one exact index range whatever the database's collation), and sets
+``plan_cache_mode = force_custom_plan`` on the database: psycopg prepares a statement after five
+executions and PostgreSQL would then switch to a *generic* plan, which cannot see that
+``subject = Patient/x`` matches ten rows and ``code = 8867-4`` a hundred thousand; a search with
+generic plans was 50 times slower in the benchmark (``bench/RESULTS-search.md``). Those
+PostgreSQL-only details are not declared here (autogenerate runs on SQLite and never sees them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, false
+
+from ehr.storage.tables import resources
+
+__all__ = ["ix_resources_live"]
+
+ix_resources_live = Index(
+    "ix_resources_live",
+    resources.c.rtype,
+    resources.c.pk,
+    postgresql_where=resources.c.deleted == false(),
+    sqlite_where=resources.c.deleted == false(),
+)

@@ -1,0 +1,901 @@
+"""The audit trail: an AuditEvent for every interaction, tamper-evident, fast to write.
+
+Specs: AuditEvent (http://hl7.org/fhir/R4/auditevent.html) in the style of IHE Basic Audit Log
+Patterns (BALP, https://profiles.ihe.net/ITI/BALP/): ``type`` rest, ``subtype`` the RESTful
+interaction, ``action`` C/R/U/D/E, ``recorded``, ``outcome`` 0 (success) / 4 (the request was
+refused or failed: 4xx) / 8 (server failure: 5xx), agents (the user with ``requestor``, their
+client app, their organization; network address; token id as ``policy``; purpose of use),
+``source`` (this server), entities (the patient(s), role 1; the resource, role 4; a search as
+``entity.query``, base64, role 24), ``purposeOfEvent`` (``BTG`` for break-the-glass, else
+treatment / patient request / operations). Logins, token grants and OAuth refusals of the
+authorization server are recorded too (DICOM 110114 User Authentication / 110113 Security
+Alert).
+
+How a record travels:
+
+1. the HTTP layer builds an :class:`AuditRecord` (a few fields, no JSON) when the response
+   starts, appends it to the local spool (:mod:`ehr.security.spool`) and queues it: a few
+   microseconds on the request path;
+2. the writer thread (:class:`AuditTrail`) fsyncs the spool every ``fsync_interval`` (50 ms)
+   and takes the queue every ``flush_interval`` (1 s, or when ``batch_size`` records wait),
+   finds the patients of the resources read (two indexed queries per batch and type),
+   and appends the records to ``audit_chain`` in one transaction per batch (``COPY`` on
+   PostgreSQL): each row holds the record's canonical JSON (the patients found included) and
+   ``hash = sha256(prev_hash || record)``; the head row of ``audit_state`` is locked meanwhile
+   (one appender at a time, across processes). The AuditEvent is a pure function of the record
+   (:func:`event_of`), so the chain fixes the AuditEvent without the cost of building it now;
+3. the AuditEvents are then **materialized** as FHIR resources (``AuditEvent?patient=`` etc.
+   use the ordinary search index; the index rows are built directly, equal to what the generic
+   indexer makes, at a fraction of its cost). Materialization yields to live traffic: with the
+   default ``materialize="idle"`` it runs once no record came for ``idle_after`` (2 s), or
+   when more than ``max_lag`` events wait (so the backlog stays bounded under sustained load); :meth:`AuditTrail.sync` (called before any request that may
+   read AuditEvents) flushes and materializes everything first, so a reader always sees every
+   event recorded before its request (in this process; other processes' within their
+   ``flush_interval``).
+
+Guarantees: an interaction's record is on local disk before its response is sent; a process
+crash loses none (the spool is replayed by the next process); a power loss at most the last
+``fsync_interval`` of records. When the queue is full (the database is down) requests are
+refused with 503 before any work (:meth:`AuditTrail.accepting`): no access without audit.
+Writing audit records never goes through the API, so it is not itself audited.
+
+Tamper evidence: :func:`verify_audit_chain` recomputes the chain, checks the head, and compares
+every materialized AuditEvent resource with the event its chain record gives; a changed,
+deleted, inserted or reordered row is reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ehr.model import dumps, stamp
+from ehr.search.dates import date_range, now_us, us_to_instant
+from ehr.search.normalize import normalize_string
+from ehr.storage.db import is_postgres
+from ehr.storage.tables import resources
+from ehr.store import Store
+
+from .spool import Spool, orphans, read_segment
+from .tables import GENESIS, audit_chain, audit_state
+from .visibility import stored_patients
+
+__all__ = [
+    "AuditRecord",
+    "AuditReport",
+    "AuditTrail",
+    "canonical",
+    "chain_events",
+    "event_of",
+    "index_rows",
+    "verify_audit_chain",
+]
+
+log = logging.getLogger("ehr.security.audit")
+
+EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+INTERACTION = "http://hl7.org/fhir/restful-interaction"
+LOCAL_SUBTYPE = "urn:ehr:audit-subtype"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+ROLE_CLASS = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
+ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+CLIENT_SYSTEM = "urn:ehr:oauth-client"
+NETWORK_IP = "2"
+
+#: interaction -> action (BALP: reads R, searches and operations E)
+ACTIONS = {
+    "create": "C",
+    "read": "R",
+    "vread": "R",
+    "history-instance": "R",
+    "update": "U",
+    "patch": "U",
+    "delete": "D",
+}
+PURPOSES = {
+    "BTG": "break the glass",
+    "TREAT": "treatment",
+    "PATRQT": "patient requested",
+    "HOPERAT": "healthcare operations",
+}
+#: auth-server events: name -> (type code, display) (DICOM)
+SECURITY_TYPES = {
+    "login": ("110114", "User Authentication"),
+    "token": ("110114", "User Authentication"),
+    "grant-revoked": ("110113", "Security Alert"),
+    "oauth-error": ("110113", "Security Alert"),
+}
+
+
+@dataclass
+class AuditRecord:
+    """What the request path knows of one interaction (cheap to make; :func:`event_of` turns it
+    into an AuditEvent). ``resolve``: the writer adds the patients of ``rtype/rid``."""
+
+    interaction: str
+    status: int
+    id: str = field(default_factory=lambda: os.urandom(16).hex())
+    recorded: int = field(default_factory=lambda: time.time_ns() // 1000)
+    kind: str = "rest"  # rest | login | token | grant-revoked | oauth-error
+    method: str | None = None
+    path: str | None = None
+    query: str | None = None
+    rtype: str | None = None
+    rid: str | None = None
+    version: str | None = None
+    operation: str | None = None
+    user: str | None = None  # fhirUser, relative
+    subject: str | None = None  # token subject (user id or client id)
+    client_id: str | None = None
+    token_id: str | None = None
+    organizations: list[str] = field(default_factory=list)
+    ip: str | None = None
+    patients: list[str] = field(default_factory=list)
+    resolve: bool = False
+    purpose: str | None = None  # TREAT | PATRQT | HOPERAT
+    break_glass: str | None = None  # the reason, when asserted
+    detail: str | None = None  # why it was refused / failed
+    site: str | None = None  # AuditEvent.source.site (set by the writer)
+
+    def line(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_line(cls, line: bytes) -> AuditRecord:
+        raw = orjson.loads(line)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+# ------------------------------------------------------------------------------ the AuditEvent
+
+
+def _coding(system: str, code: str, display: str | None = None) -> dict[str, Any]:
+    out = {"system": system, "code": code}
+    if display:
+        out["display"] = display
+    return out
+
+
+def _outcome(status: int) -> str:
+    return "0" if status < 400 else "4" if status < 500 else "8"
+
+
+def event_of(
+    rec: AuditRecord, patients: Iterable[str] = (), *, site: str = "ehr-exchange"
+) -> dict[str, Any]:
+    """The AuditEvent (a dict, without ``meta``) of a record; ``patients`` adds to its own.
+    Deterministic: the same record always gives the same event."""
+    site = rec.site or site
+    pats = list(dict.fromkeys([*rec.patients, *patients]))
+    if rec.kind == "rest":
+        action = ACTIONS.get(rec.interaction, "E")
+        etype = _coding(EVENT_TYPE, "rest", "RESTful Operation")
+        subtype = [_coding(INTERACTION, rec.interaction)]
+        if rec.operation:
+            subtype.append(_coding(LOCAL_SUBTYPE, rec.operation.lstrip("$")))
+    else:
+        action = "E"
+        code, display = SECURITY_TYPES.get(rec.kind, ("110113", "Security Alert"))
+        etype = _coding(DCM, code, display)
+        subtype = [_coding(LOCAL_SUBTYPE, rec.kind)]
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": rec.id,
+        "type": etype,
+        "subtype": subtype,
+        "action": action,
+        "recorded": us_to_instant(rec.recorded),
+        "outcome": _outcome(rec.status),
+    }
+    desc = f"{rec.status}" + (f" {rec.detail}" if rec.detail else "")
+    event["outcomeDesc"] = desc[:1000]
+    purposes = []
+    if rec.break_glass:
+        purposes.append(
+            {"coding": [_coding(ACT_REASON, "BTG", PURPOSES["BTG"])], "text": rec.break_glass}
+        )
+    elif rec.purpose:
+        purposes.append({"coding": [_coding(ACT_REASON, rec.purpose, PURPOSES.get(rec.purpose))]})
+    if purposes:
+        event["purposeOfEvent"] = purposes
+    agents: list[dict[str, Any]] = []
+    person = rec.user is not None or (rec.subject is not None and rec.subject != rec.client_id)
+    if person:
+        who: dict[str, Any] = {"reference": rec.user} if rec.user else {"display": rec.subject}
+        agent: dict[str, Any] = {
+            "type": {"coding": [_coding(PARTICIPATION, "AUT" if action in "CUD" else "IRCP")]},
+            "who": who,
+        }
+        if rec.subject:
+            agent["altId"] = rec.subject
+        agent["requestor"] = True
+        if rec.token_id:
+            agent["policy"] = [rec.token_id]
+        if rec.ip:
+            agent["network"] = {"address": rec.ip, "type": NETWORK_IP}
+        if purposes:
+            agent["purposeOfUse"] = purposes
+        agents.append(agent)
+    if rec.client_id:
+        app: dict[str, Any] = {
+            "type": {"coding": [_coding(DCM, "110150", "Application")]},
+            "who": {
+                "identifier": {"system": CLIENT_SYSTEM, "value": rec.client_id},
+                "type": "Device",
+                "display": rec.client_id,
+            },
+            "requestor": not person,
+        }
+        if not person:
+            if rec.token_id:
+                app["policy"] = [rec.token_id]
+            if rec.ip:
+                app["network"] = {"address": rec.ip, "type": NETWORK_IP}
+        agents.append(app)
+    for org in rec.organizations:
+        agents.append(
+            {
+                "type": {"coding": [_coding(ROLE_CLASS, "PROV", "healthcare provider")]},
+                "who": {"reference": org},
+                "requestor": False,
+            }
+        )
+    if not agents:  # no token at all
+        anon: dict[str, Any] = {"who": {"display": "anonymous"}, "requestor": True}
+        if rec.ip:
+            anon["network"] = {"address": rec.ip, "type": NETWORK_IP}
+        agents.append(anon)
+    event["agent"] = agents
+    event["source"] = {
+        "site": site,
+        "observer": {"display": f"{site} FHIR server"},
+        "type": [_coding(SOURCE_TYPE, "4", "Application Server")],
+    }
+    entities: list[dict[str, Any]] = [
+        {
+            "what": {"reference": f"Patient/{p}"},
+            "type": _coding(ENTITY_TYPE, "1", "Person"),
+            "role": _coding(OBJECT_ROLE, "1", "Patient"),
+        }
+        for p in pats
+    ]
+    if (
+        rec.rtype
+        and rec.rid
+        and not (rec.rtype == "Patient" and rec.rid in pats and not rec.version)
+    ):
+        ref = f"{rec.rtype}/{rec.rid}" + (f"/_history/{rec.version}" if rec.version else "")
+        entities.append(
+            {
+                "what": {"reference": ref},
+                "type": _coding(ENTITY_TYPE, "2", "System Object"),
+                "role": _coding(OBJECT_ROLE, "4", "Domain Resource"),
+            }
+        )
+    if rec.query is not None or (rec.kind == "rest" and not rec.rid and rec.path):
+        text = f"{rec.method or 'GET'} {rec.path or ''}" + (f"?{rec.query}" if rec.query else "")
+        entities.append(
+            {
+                "type": _coding(ENTITY_TYPE, "2", "System Object"),
+                "role": _coding(OBJECT_ROLE, "24", "Query"),
+                "description": text[:2000],
+                "query": base64.b64encode(text.encode()).decode(),
+            }
+        )
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def canonical(event: dict[str, Any]) -> bytes:
+    """The bytes hashed into the chain: sorted keys, no ``meta``."""
+    return orjson.dumps(
+        {k: v for k, v in event.items() if k != "meta"}, option=orjson.OPT_SORT_KEYS
+    )
+
+
+def chain_hash(prev: str, record: bytes) -> str:
+    return hashlib.sha256(prev.encode("ascii") + record).hexdigest()
+
+
+# ------------------------------------------------------------------------------ index rows
+
+
+def _tok(param: str, c: dict[str, Any]) -> dict[str, Any]:
+    display = c.get("display")
+    return {
+        "param": param,
+        "system": c.get("system"),
+        "code": c.get("code"),
+        "text": normalize_string(display) if display else None,
+    }
+
+
+def _ref(param: str, ref: str) -> dict[str, Any]:
+    rtype, rest = ref.split("/", 1)
+    return {
+        "param": param,
+        "target_type": rtype,
+        "target_id": rest.split("/", 1)[0],
+        "url": None,
+        "version": None,
+    }
+
+
+def index_rows(event: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The search-index rows of an AuditEvent made by :func:`event_of`: equal to what
+    :func:`ehr.search.indexer.extract` returns for it (a test holds them equal), built directly
+    because the generic indexer evaluates every FHIRPath expression (~20x slower)."""
+    token: list[dict[str, Any]] = []
+    reference: list[dict[str, Any]] = []
+    string: list[dict[str, Any]] = []
+    uri: list[dict[str, Any]] = []
+    patient: list[dict[str, Any]] = []
+    token.append({"param": "action", "system": None, "code": event["action"], "text": None})
+    for agent in event.get("agent", []):
+        who = agent.get("who") or {}
+        if "reference" in who:
+            reference.append(_ref("agent", who["reference"]))
+            if who["reference"].startswith("Patient/"):
+                patient.append(_ref("patient", who["reference"]))
+        if "identifier" in who:
+            ident = who["identifier"]
+            token.append(
+                {
+                    "param": "agent:identifier",
+                    "system": ident.get("system"),
+                    "code": ident.get("value"),
+                    "text": None,
+                }
+            )
+        if "altId" in agent:
+            token.append({"param": "altid", "system": None, "code": agent["altId"], "text": None})
+        addr = (agent.get("network") or {}).get("address")
+        if addr:
+            string.append({"param": "address", "value": normalize_string(addr), "exact": addr})
+        for pol in agent.get("policy") or []:
+            uri.append({"param": "policy", "value": pol})
+    lo, hi = date_range(event["recorded"])
+    date = [{"param": "date", "low": lo, "high": hi}]
+    for ent in event.get("entity", []):
+        what = (ent.get("what") or {}).get("reference")
+        if what:
+            reference.append(_ref("entity", what))
+            if what.startswith("Patient/"):
+                patient.append(_ref("patient", what))
+        if "role" in ent:
+            token.append(_tok("entity-role", ent["role"]))
+        if "type" in ent:
+            token.append(_tok("entity-type", ent["type"]))
+    token.append({"param": "outcome", "system": None, "code": event["outcome"], "text": None})
+    site = (event.get("source") or {}).get("site")
+    if site:
+        token.append({"param": "site", "system": None, "code": site, "text": None})
+    for st in event.get("subtype", []):
+        token.append(_tok("subtype", st))
+    token.append(_tok("type", event["type"]))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table, rows in (("date", date), ("reference", reference + patient), ("string", string),
+                        ("token", token), ("uri", uri)):  # fmt: skip
+        unique = list({tuple(sorted(r.items(), key=lambda kv: kv[0])): r for r in rows}.values())
+        if unique:
+            out[table] = unique
+    return out
+
+
+# ------------------------------------------------------------------------------ the writer
+
+
+_CHAIN_COLS = [c.name for c in audit_chain.columns]
+_SAFE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Chain rows in one bulk statement: on PostgreSQL one ``COPY`` of text lines written in a
+    single call (every value is digits or hex, so nothing needs escaping; ``record`` goes as
+    hex ``bytea``), on SQLite an ``executemany``."""
+    if not is_postgres(conn):
+        conn.execute(insert(audit_chain), rows)
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if not all(_SAFE_ID.fullmatch(r["event_id"]) for r in rows):  # ids not of our making
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY audit_chain ({', '.join(_CHAIN_COLS)}) FROM STDIN") as cp,
+        ):
+            for r in rows:
+                cp.write_row([r[c] for c in _CHAIN_COLS])
+        return
+    data = "".join(
+        f"{r['seq']}\t{r['event_id']}\t{r['recorded']}\t\\\\x{r['record'].hex()}\t"
+        f"{r['prev_hash']}\t{r['hash']}\n"
+        for r in rows
+    )
+    with (
+        raw.cursor() as cur,
+        cur.copy(f"COPY audit_chain ({', '.join(_CHAIN_COLS)}) FROM STDIN") as cp,
+    ):
+        cp.write(data.encode("ascii"))
+
+
+def _ensure_state(conn: Connection, name: str) -> None:
+    if conn.execute(select(audit_state.c.seq).where(audit_state.c.name == name)).first() is None:
+        conn.execute(insert(audit_state).values(name=name, seq=0, hash=GENESIS))
+
+
+class AuditTrail:
+    """The audit writer of one process (see the module docstring). ``record()`` is thread-safe
+    and cheap; the writer thread starts with the first record."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        spool_dir: Path | None = None,
+        flush_interval: float = 1.0,
+        fsync_interval: float = 0.05,
+        batch_size: int = 1000,
+        max_queue: int = 200_000,
+        materialize: str = "idle",
+        max_lag: int = 50_000,
+        site: str = "ehr-exchange",
+    ) -> None:
+        if materialize not in ("idle", "eager", "never"):
+            raise ValueError("materialize is idle | eager | never")
+        self.store = store
+        self.flush_interval = flush_interval
+        self.fsync_interval = min(fsync_interval, flush_interval)
+        self.batch_size = batch_size
+        self.max_queue = max_queue
+        self.materialize_mode = materialize
+        self.max_lag = max_lag
+        self.site = site
+        self._queue: deque[AuditRecord] = deque()
+        self._lock = threading.Lock()  # queue + spool appends
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._mat_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._spool = Spool(spool_dir) if spool_dir is not None else None
+        self.spool_dir = spool_dir
+        self.failures = 0
+        self.appended = 0
+        self.materialized = 0
+        #: when the last record came (idle detection) and the lag was last looked at
+        self._last_record = 0.0
+        self._lag_checked = 0.0
+        #: (rtype, rid) -> (valid until, patients): recently resolved owners
+        self._owners: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
+        self.owner_ttl = 30.0
+        #: quiet time after which the server counts as idle (materialization may run)
+        self.idle_after = max(0.5, 2 * flush_interval)
+        if spool_dir is not None:
+            self.replay()
+
+    # -- the request path ----------------------------------------------------------------------
+    def record(self, rec: AuditRecord) -> None:
+        """Spool and queue one record (a few microseconds)."""
+        line = rec.line() if self._spool is not None else b""
+        with self._lock:
+            if self._spool is not None:
+                self._spool.append(line)
+            self._queue.append(rec)
+            n = len(self._queue)
+        self._last_record = time.monotonic()
+        if self._thread is None:
+            self._start()
+        if n >= self.batch_size:
+            self._wake.set()
+
+    def accepting(self) -> bool:
+        """False when the backlog is full (the database has been unreachable): refuse work."""
+        return len(self._queue) < self.max_queue
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # -- the writer thread ---------------------------------------------------------------------
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None or self._stopping:
+                return
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        """Every ``fsync_interval``: make the spool durable. Every ``flush_interval`` (sooner
+        when ``batch_size`` records wait): append the queue to the chain, in one transaction
+        (a flush has a fixed cost of a few round trips: batching makes it a few microseconds
+        per record). Then perhaps materialize."""
+        last_flush = time.monotonic()
+        retry_at = 0.0
+        t_start = time.thread_time()
+        try:
+            self._loop(last_flush, retry_at)
+        finally:
+            self._wcpu = time.thread_time() - t_start
+
+    def _loop(self, last_flush: float, retry_at: float) -> None:
+        backoff = self.flush_interval
+        while not self._stopping:
+            self._wake.wait(self.fsync_interval)
+            self._wake.clear()
+            if self._spool is not None:
+                self._spool.fsync()
+            now = time.monotonic()
+            full = len(self._queue) >= self.batch_size
+            if now < retry_at or not (full or now - last_flush >= self.flush_interval):
+                continue
+            try:
+                n = self.flush()
+                last_flush, backoff = time.monotonic(), self.flush_interval
+                self._maybe_materialize(n)
+            except Exception:
+                self.failures += 1
+                log.exception("audit flush failed; will retry")
+                backoff = min(5.0, max(backoff * 2, 0.1))
+                retry_at = time.monotonic() + backoff
+
+    def _maybe_materialize(self, flushed: int) -> None:
+        """Materialize now? ``eager``: always. ``idle``: when no record came for
+        :attr:`idle_after` (live traffic first), or when the backlog passed ``max_lag`` (looked
+        at once a second), so it stays bounded under sustained load."""
+        mode = self.materialize_mode
+        if mode == "never":
+            return
+        now = time.monotonic()
+        due = mode == "eager" or now - self._last_record > self.idle_after
+        if not due and now - self._lag_checked > 1.0:
+            self._lag_checked = now
+            due = self.lag() > self.max_lag
+        if due:
+            while self.materialize(limit=self.batch_size, wait=False) and (
+                mode == "eager" or time.monotonic() - self._last_record > self.idle_after
+            ):
+                if self._stopping or len(self._queue) >= self.batch_size:
+                    break
+
+    def close(self) -> None:
+        """Stop the writer after writing every queued record (application shutdown)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        import sys
+        print(f"AUDITSTATS pid={os.getpid()} appended={self.appended} writer_thread_cpu_s={getattr(self, '_wcpu', 0):.3f} per_rec_us={getattr(self, '_wcpu', 0)/max(1,self.appended)*1e6:.1f}", file=sys.stderr, flush=True)
+        committed = False
+        try:
+            self.flush()
+            committed = not self._queue
+        except Exception:
+            log.exception("audit flush at shutdown failed; the spool keeps the records")
+        if self._spool is not None:
+            self._spool.close(committed=committed)
+            self._spool = None
+
+    # -- stage 1: the chain --------------------------------------------------------------------
+    def flush(self) -> int:
+        """Append every queued record to the chain now; returns how many."""
+        with self._flush_lock:
+            with self._lock:
+                taken = list(self._queue)
+                self._queue.clear()
+                if self._spool is not None:
+                    self._spool.rotate()
+            if not taken:
+                return 0
+            done = 0
+            try:
+                for start in range(0, len(taken), self.batch_size):
+                    chunk = taken[start : start + self.batch_size]
+                    self._append(chunk)
+                    done += len(chunk)
+            except BaseException:
+                with self._lock:
+                    self._queue.extendleft(reversed(taken[done:]))
+                raise
+            if self._spool is not None:
+                self._spool.release()
+            self.appended += done
+            return done
+
+    def _patients(self, conn: Connection, recs: Sequence[AuditRecord]) -> dict[str, list[str]]:
+        """The patients of the resources the records touched. Resolved within a second of the
+        access; a recently resolved resource comes from a small cache (:attr:`owner_ttl`), as
+        resources rarely change patient."""
+        now = time.monotonic()
+        keys = {(r.rtype, r.rid) for r in recs if r.resolve and r.rtype and r.rid}
+        cache = self._owners
+        missing = [k for k in keys if k not in cache or cache[k][0] < now]
+        if missing:
+            found = stored_patients(conn, missing)  # type: ignore[arg-type]
+            if len(cache) + len(found) > 50_000:
+                cache.clear()
+            for k, pats in found.items():
+                cache[k] = (now + self.owner_ttl, tuple(sorted(pats)))  # type: ignore[index]
+        return {
+            r.id: list(cache[(r.rtype, r.rid)][1])  # type: ignore[index]
+            for r in recs
+            if r.resolve and r.rtype and r.rid
+        }
+
+    def _append(self, recs: Sequence[AuditRecord], *, skip_known: bool = False) -> None:
+        for attempt in range(3):
+            try:
+                with self.store.write() as ctx:
+                    conn = ctx.conn
+                    if skip_known:
+                        known = set(
+                            conn.execute(
+                                select(audit_chain.c.event_id).where(
+                                    audit_chain.c.event_id.in_([r.id for r in recs])
+                                )
+                            ).scalars()
+                        )
+                        recs = [r for r in recs if r.id not in known]
+                        if not recs:
+                            return
+                    head_q = (
+                        select(audit_state.c.seq, audit_state.c.hash)
+                        .where(audit_state.c.name == "head")
+                        .with_for_update()
+                    )
+                    head = conn.execute(head_q).first()
+                    if head is None:  # the first append ever (a race ends in a retry)
+                        _ensure_state(conn, "head")
+                        head = conn.execute(head_q).one()
+                    seq, prev = int(head.seq), str(head.hash)
+                    extra = self._patients(conn, recs)
+                    rows = []
+                    for rec in recs:
+                        if rec.resolve:
+                            found = extra.get(rec.id, ())
+                            rec.patients = list(dict.fromkeys([*rec.patients, *found]))
+                            rec.resolve = False
+                        rec.site = rec.site or self.site
+                        record = rec.line()
+                        seq += 1
+                        digest = chain_hash(prev, record)
+                        rows.append(
+                            {"seq": seq, "event_id": rec.id, "recorded": rec.recorded,
+                             "record": record, "prev_hash": prev, "hash": digest}
+                        )  # fmt: skip
+                        prev = digest
+                    _insert_rows(conn, rows)
+                    conn.execute(
+                        update(audit_state)
+                        .where(audit_state.c.name == "head")
+                        .values(seq=seq, hash=prev)
+                    )
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.01 * (attempt + 1))  # two first appenders raced on the head row
+
+    # -- stage 2: AuditEvent resources ---------------------------------------------------------
+    def lag(self) -> int:
+        """Events in the chain not yet stored as AuditEvent resources."""
+        with self.store.read_conn() as conn:
+            rows = dict(conn.execute(select(audit_state.c.name, audit_state.c.seq)).all())
+        return int(rows.get("head", 0)) - int(rows.get("materialized", 0))
+
+    def materialize(self, limit: int = 1000, *, wait: bool = True) -> int:
+        """Store up to ``limit`` chain events as AuditEvent resources (in chain order, in one
+        transaction with the watermark); returns how many. ``wait=False``: give up at once if
+        another process is doing it."""
+        if not self._mat_lock.acquire(blocking=wait):
+            return 0
+        try:
+            with self.store.write() as ctx:
+                conn = ctx.conn
+                _ensure_state(conn, "materialized")
+                stmt = select(audit_state.c.seq).where(audit_state.c.name == "materialized")
+                if is_postgres(conn):
+                    stmt = stmt.with_for_update(nowait=False, skip_locked=not wait)
+                at = conn.execute(stmt).scalar()
+                if at is None:
+                    return 0  # another process holds it
+                rows = conn.execute(
+                    select(audit_chain.c.seq, audit_chain.c.event_id, audit_chain.c.record)
+                    .where(audit_chain.c.seq > at)
+                    .order_by(audit_chain.c.seq)
+                    .limit(limit)
+                ).all()
+                if not rows:
+                    return 0
+                fast = _standard_auditevent_params(self.store)
+                ts = now_us()
+                for _, event_id, record in rows:
+                    ts = max(ts + 1, now_us())
+                    event = event_of(AuditRecord.from_line(bytes(record)), site=self.site)
+                    body = stamp(event, event_id, 1, ts)
+                    idx = index_rows(body) if fast else self.store.index(body)
+                    ctx.repo.insert_new("AuditEvent", event_id, ts, dumps(body), idx)
+                conn.execute(
+                    update(audit_state)
+                    .where(audit_state.c.name == "materialized")
+                    .values(seq=rows[-1].seq)
+                )
+            self.materialized += len(rows)
+            return len(rows)
+        finally:
+            self._mat_lock.release()
+
+    def sync(self) -> None:
+        """Flush and materialize everything recorded so far (before AuditEvents are read)."""
+        self.flush()
+        while self.materialize(limit=5000, wait=True):
+            pass
+
+    # -- recovery ------------------------------------------------------------------------------
+    def replay(self) -> int:
+        """Append the records of spool segments left by dead processes; returns how many."""
+        if self.spool_dir is None:
+            return 0
+        total = 0
+        for path, fd in orphans(self.spool_dir):
+            if self._spool is not None and self._spool.owns(path):
+                os.close(fd)
+                continue
+            try:
+                recs = []
+                for line in read_segment(fd):
+                    try:
+                        recs.append(AuditRecord.from_line(line))
+                    except (orjson.JSONDecodeError, TypeError):
+                        log.warning("skipping a damaged line in %s", path)
+                for start in range(0, len(recs), self.batch_size):
+                    self._append(recs[start : start + self.batch_size], skip_known=True)
+                total += len(recs)
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+        if total:
+            log.warning("replayed %d audit records from the spool", total)
+        return total
+
+
+def _standard_auditevent_params(store: Store) -> bool:
+    """True unless custom AuditEvent search parameters are active (then the generic indexer
+    must index AuditEvents, or those parameters would miss them)."""
+    from ehr.definitions import search_parameters
+
+    std = search_parameters().for_type("AuditEvent")
+    mine = store.registry.for_type("AuditEvent")
+    return mine.keys() == std.keys() and all(mine[k] is std[k] for k in std)
+
+
+# ------------------------------------------------------------------------------ verification
+
+
+@dataclass
+class AuditReport:
+    """The result of :func:`verify_audit_chain`."""
+
+    ok: bool
+    rows: int
+    head_seq: int
+    head_hash: str
+    materialized: int
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        state = "OK" if self.ok else f"BROKEN ({len(self.problems)} problem(s))"
+        return (
+            f"audit chain {state}: {self.rows} events, head #{self.head_seq} {self.head_hash}, "
+            f"{self.materialized} stored as AuditEvent resources"
+        )
+
+
+def _event_bytes(record: bytes) -> bytes | None:
+    try:
+        return canonical(event_of(AuditRecord.from_line(record)))
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+        return None
+
+
+def chain_events(store: Store) -> list[dict[str, Any]]:
+    """Every AuditEvent of the chain, in order, as derived from the chain records (small
+    trails and tests; an audit reads the AuditEvent resources)."""
+    with store.read_conn() as conn:
+        rows = conn.execute(select(audit_chain.c.record).order_by(audit_chain.c.seq)).scalars()
+        return [event_of(AuditRecord.from_line(bytes(r))) for r in rows]
+
+
+def verify_audit_chain(store: Store, *, chunk: int = 5000, max_problems: int = 100) -> AuditReport:
+    """Recompute the hash chain, check the head, and compare every materialized AuditEvent
+    resource with its chain record; list what does not hold."""
+    problems: list[str] = []
+
+    def problem(text: str) -> None:
+        if len(problems) < max_problems:
+            problems.append(text)
+
+    with store.read_conn() as conn:
+        state = dict(
+            (name, (int(seq), h))
+            for name, seq, h in conn.execute(
+                select(audit_state.c.name, audit_state.c.seq, audit_state.c.hash)
+            ).all()
+        )
+        head_seq, head_hash = state.get("head", (0, GENESIS))
+        materialized = state.get("materialized", (0, None))[0]
+        prev, expected, rows, last = GENESIS, 1, 0, 0
+        chain_ids: set[str] = set()
+        while True:
+            batch = conn.execute(
+                select(audit_chain.c.seq, audit_chain.c.event_id, audit_chain.c.record,
+                       audit_chain.c.prev_hash, audit_chain.c.hash)
+                .where(audit_chain.c.seq > last)
+                .order_by(audit_chain.c.seq)
+                .limit(chunk)
+            ).all()  # fmt: skip
+            if not batch:
+                break
+            stored = {
+                rid: (bool(deleted), version, data)
+                for rid, deleted, version, data in conn.execute(
+                    select(resources.c.rid, resources.c.deleted, resources.c.version, resources.c.data)
+                    .where(resources.c.rtype == "AuditEvent",
+                           resources.c.rid.in_([b.event_id for b in batch]))
+                ).all()
+            }  # fmt: skip
+            for seq, event_id, record, prev_hash, digest in batch:
+                rows += 1
+                last = seq
+                chain_ids.add(event_id)
+                record = bytes(record)
+                if seq != expected:
+                    problem(f"#{expected}: missing (the next row is #{seq})")
+                    expected = seq
+                if prev_hash != prev:
+                    problem(f"#{seq}: prev_hash does not match the hash of #{seq - 1}")
+                if chain_hash(prev_hash, record) != digest:
+                    problem(f"#{seq}: its record does not match its hash (changed)")
+                prev, expected = digest, seq + 1
+                if seq <= materialized:
+                    got = stored.get(event_id)
+                    if got is None:
+                        problem(f"#{seq}: AuditEvent/{event_id} is missing")
+                    elif got[0] or got[1] != 1 or got[2] is None:
+                        problem(f"#{seq}: AuditEvent/{event_id} was changed or deleted")
+                    elif canonical(orjson.loads(bytes(got[2]))) != _event_bytes(record):
+                        problem(f"#{seq}: AuditEvent/{event_id} differs from the chain")
+        if last != head_seq or (rows and prev != head_hash):
+            problem(f"the chain ends at #{last} but the head says #{head_seq}: rows were removed")
+        ac = audit_chain.alias("ac")
+        extra = conn.execute(
+            select(func.count())
+            .select_from(resources)
+            .where(
+                resources.c.rtype == "AuditEvent",
+                ~exists(select(ac.c.seq).where(ac.c.event_id == resources.c.rid)),
+            )
+        ).scalar_one()
+        if extra:
+            problem(f"{extra} AuditEvent resource(s) are not in the chain (inserted)")
+    return AuditReport(not problems, rows, head_seq, head_hash, int(materialized), problems)

@@ -1,0 +1,88 @@
+"""``ehr audit …`` and ``ehr consent …``: check the audit trail, bring it up to date, rebuild the
+consent rules. ``fhir_api.cli`` adds them with :func:`add_subcommands`.
+
+Operations scripts may rely on this interface; keep it stable:
+
+* ``ehr audit verify [--json]``: recompute the hash chain and compare the AuditEvent resources
+  with it; prints a summary line (and the problems) and exits 0 when intact, 1 when not. The
+  head hash it prints can be recorded elsewhere (a ticket, a notary) as a checkpoint: a later
+  run that reports another hash for the same row number means the log was rewritten;
+* ``ehr audit sync``: replay the spool of crashed server processes into the chain and store
+  every chained event as an AuditEvent resource (the server does both on its own; this is for
+  after an outage or before an audit);
+* ``ehr consent rebuild``: rebuild the consent rules from the Consent resources (after a bulk
+  load made without the server's hooks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+__all__ = ["add_subcommands", "cmd_audit_sync", "cmd_audit_verify", "cmd_consent_rebuild"]
+
+
+def _store() -> Any:
+    from ehr.store import Store
+
+    store = Store.from_settings()
+    store.migrate()
+    return store
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ehr.security import verify_audit_chain
+
+    report = verify_audit_chain(_store())
+    if args.json:
+        print(json.dumps({"ok": report.ok, "rows": report.rows, "head_seq": report.head_seq,
+                          "head_hash": report.head_hash, "materialized": report.materialized,
+                          "problems": report.problems}, indent=2))  # fmt: skip
+    else:
+        print(report.summary())
+        for p in report.problems:
+            print(f"  {p}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_audit_sync(_: argparse.Namespace) -> int:
+    from ehr.security import AuditTrail
+    from ehr.settings import get_settings
+    from fhir_api.security import SecuritySettings
+
+    store = _store()
+    url = store.engine.url.render_as_string(hide_password=True)
+    spool = SecuritySettings().spool_for(get_settings().data_dir, url)
+    trail = AuditTrail(store, spool_dir=spool, materialize="never")  # replays at start
+    try:
+        trail.sync()
+    finally:
+        trail.close()
+    print(f"audit trail up to date: {trail.lag()} event(s) left to store")
+    return 0
+
+
+def cmd_consent_rebuild(_: argparse.Namespace) -> int:
+    from ehr.security import rebuild_consent_rules
+
+    n = rebuild_consent_rules(_store())
+    print(f"consent rules rebuilt: {n} rule(s)")
+    return 0
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Add ``audit`` and ``consent`` to the ``ehr`` command's subparsers."""
+    audit = subparsers.add_parser("audit", help="the tamper-evident audit trail")
+    sub = audit.add_subparsers(dest="audit_command", required=True)
+    p = sub.add_parser("verify", help="check the hash chain and the AuditEvents against it")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.set_defaults(fn=cmd_audit_verify)
+    p = sub.add_parser("sync", help="replay the spool and store every event as an AuditEvent")
+    p.set_defaults(fn=cmd_audit_sync)
+
+    consent = subparsers.add_parser("consent", help="patient privacy consent rules")
+    sub = consent.add_subparsers(dest="consent_command", required=True)
+    p = sub.add_parser("rebuild", help="rebuild the rules from the Consent resources")
+    p.set_defaults(fn=cmd_consent_rebuild)

@@ -1,0 +1,246 @@
+"""The audit trail, through the real API on both databases: an AuditEvent for every interaction
+(refusals included), a citizen's view of who accessed their record, the hash chain and its
+verification (tampering is detected), crash recovery from the spool, and refusal of work when
+the trail cannot keep up."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select, update
+from test_security_support import (
+    FHIR_JSON,
+    _obs,
+    bearer,
+    build_world,
+    secure_app,
+    tokens,
+)
+
+from ehr.model import stamp
+from ehr.search.indexer import extract
+from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
+from ehr.security.audit import chain_events, event_of, index_rows
+from ehr.security.tables import audit_chain
+from ehr.storage.tables import resources
+from ehr.store import Store
+from ehr.validation import validate_resource
+
+
+def events(store: Store) -> list[dict[str, Any]]:
+    return chain_events(store)
+
+
+def summary(e: dict[str, Any]) -> tuple[str, str, str]:
+    return (e["subtype"][0]["code"], e["action"], e["outcome"])
+
+
+def send(sa: Any, token: str | None, method: str, url: str, body: Any = None, **h: str) -> Any:
+    headers = bearer(token, **h)
+    if body is not None:
+        headers.setdefault("Content-Type", FHIR_JSON)
+    return sa.client.request(
+        method, url, content=json.dumps(body) if body is not None else None, headers=headers
+    )
+
+
+def test_every_interaction_is_audited_refusals_too(store: Store, tmp_path: Path) -> None:
+    w = build_world(store)
+    with secure_app(store, tmp_path) as sa:
+        t = tokens(sa)
+        a, c2 = t["citizen_a"], t["clinician_2"]
+        obs = w["obs-pa"]
+        calls = [
+            (a, "GET", f"/Observation/{obs}", None, ("read", "R", "0")),
+            (a, "GET", f"/Observation/{obs}/_history/1", None, ("vread", "R", "0")),
+            (a, "GET", f"/Observation/{obs}/_history", None, ("history-instance", "R", "0")),
+            (a, "GET", "/Observation?code=29463-7", None, ("search-type", "E", "0")),
+            (a, "POST", "/Observation", _obs("pa"), ("create", "C", "0")),
+            (a, "PATCH", f"/Observation/{obs}", [{"op": "replace", "path": "/status",
+                                                   "value": "amended"}], ("patch", "U", "0")),
+            (a, "DELETE", f"/Condition/{w['cond-pa']}", None, ("delete", "D", "0")),
+            (a, "POST", "", {"resourceType": "Bundle", "type": "batch", "entry": [
+                {"request": {"method": "GET", "url": f"Observation/{obs}"}}]},
+             ("transaction", "E", "0")),
+            (None, "GET", f"/Observation/{obs}", None, ("read", "R", "4")),  # 401
+            (t["terminal"], "GET", f"/Observation/{obs}", None, ("read", "R", "4")),  # 403
+            (c2, "GET", f"/Observation/{obs}", None, ("read", "R", "4")),  # 404: not theirs
+            (c2, "PUT", f"/Observation/{obs}", {**_obs("pa"), "id": obs}, ("update", "U", "4")),
+            (t["citizen_b"], "POST", "/Observation", _obs("pa"), ("create", "C", "4")),  # 403
+        ]  # fmt: skip
+        for token, method, url, body, _ in calls:
+            extra = {"Content-Type": "application/json-patch+json"} if method == "PATCH" else {}
+            send(sa, token, method, url, body, **extra)
+        sa.client.get("/metadata")  # public: not an access to anyone's record
+        sa.trail.sync()
+        got = events(store)
+        assert [summary(e) for e in got] == [c[-1] for c in calls]
+        for e in got:
+            validate_resource(stamp(e, e["id"], 1, 1_700_000_000_000_000))
+        # the write's patient is known; a refusal names only what the requester sent
+        assert {"reference": "Patient/pa"} in [x.get("what") for x in got[4]["entity"]]
+        refused = got[10]
+        assert refused["outcomeDesc"].startswith("404")
+        assert [x["what"]["reference"] for x in refused["entity"]] == [f"Observation/{obs}"]
+        assert got[8]["agent"][0]["who"] == {"display": "anonymous"}
+        # AuditEvents are resources too, and only the server writes them (not audited itself)
+        with store.read_conn() as conn:
+            stored = conn.execute(
+                select(func.count()).where(resources.c.rtype == "AuditEvent")
+            ).scalar_one()
+        assert stored == len(calls)
+        r = send(sa, t["backend"], "GET", "/AuditEvent?_count=1&_total=accurate")
+        assert r.json()["total"] == len(calls)  # the search itself is recorded after it ran
+        r = send(sa, a, "POST", "/AuditEvent", got[0])
+        assert r.status_code == 403
+
+
+def test_citizen_sees_who_accessed_their_record(store: Store, tmp_path: Path) -> None:
+    w = build_world(store)
+    with secure_app(store, tmp_path) as sa:
+        t = tokens(sa)
+        send(sa, t["clinician_1"], "GET", f"/Observation/{w['obs-pa']}")
+        send(sa, t["clinician_2"], "GET", f"/Observation/{w['obs-pb']}")
+        send(sa, t["backend"], "GET", "/Patient/pa")
+        r = send(sa, t["citizen_a"], "GET", "/AuditEvent?patient=pa&_sort=date")
+        assert r.status_code == 200
+        seen = [e["resource"] for e in r.json()["entry"]]
+        who = [[a["who"].get("reference") or a["who"].get("display") for a in e["agent"]]
+               for e in seen]  # fmt: skip
+        assert who == [["Practitioner/p1", "test-app", "Organization/org1"], ["analytics"]]
+        first = seen[0]
+        assert first["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
+        assert first["recorded"] and first["outcome"] == "0"
+        assert {"reference": "Patient/pa"} in [x.get("what") for x in first["entity"]]
+        # never someone else's log: B's is out of A's reach
+        other = send(sa, t["citizen_a"], "GET", "/AuditEvent?patient=pb")
+        assert other.status_code == 200 and "entry" not in other.json()
+        assert send(sa, t["citizen_a"], "GET", f"/AuditEvent/{seen[0]['id']}").status_code == 200
+        theirs = [e for e in events(store) if "Practitioner/p2" in json.dumps(e)][0]
+        assert send(sa, t["citizen_a"], "GET", f"/AuditEvent/{theirs['id']}").status_code == 404
+
+
+def test_chain_verifies_and_tampering_is_detected(store: Store, tmp_path: Path) -> None:
+    w = build_world(store)
+    with secure_app(store, tmp_path) as sa:
+        t = tokens(sa)
+        for _ in range(5):
+            send(sa, t["citizen_a"], "GET", f"/Observation/{w['obs-pa']}")
+        sa.trail.sync()
+    report = verify_audit_chain(store)
+    assert report.ok, report.problems
+    assert report.rows == report.materialized == 5 and report.head_seq == 5
+    with store.engine.begin() as conn:
+        rec = conn.execute(select(audit_chain).where(audit_chain.c.seq == 3)).one()
+        forged = bytes(rec.record).replace(b'"status":200', b'"status":403')
+        conn.execute(update(audit_chain).where(audit_chain.c.seq == 3).values(record=forged))
+    report = verify_audit_chain(store)
+    assert not report.ok
+    assert any(p.startswith("#3: its record does not match") for p in report.problems)
+    assert any("AuditEvent/" in p and "differs" in p for p in report.problems)
+    with store.engine.begin() as conn:  # put it back; change the resource instead
+        conn.execute(update(audit_chain).where(audit_chain.c.seq == 3).values(record=rec.record))
+        data = conn.execute(
+            select(resources.c.data).where(resources.c.rid == rec.event_id)
+        ).scalar_one()
+        conn.execute(
+            update(resources)
+            .where(resources.c.rid == rec.event_id)
+            .values(data=bytes(data).replace(b'"action":"R"', b'"action":"D"'))
+        )
+    report = verify_audit_chain(store)
+    assert report.problems == [f"#3: AuditEvent/{rec.event_id} differs from the chain"]
+    with store.engine.begin() as conn:  # a removed row breaks the links
+        conn.execute(update(resources).where(resources.c.rid == rec.event_id).values(data=data))
+        conn.execute(delete(audit_chain).where(audit_chain.c.seq == 5))
+    report = verify_audit_chain(store)
+    assert not report.ok and any("rows were removed" in p for p in report.problems)
+
+
+def test_spool_replay_after_a_crash(store: Store, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    trail = AuditTrail(store, spool_dir=spool, flush_interval=3600)
+    recs = [AuditRecord("read", 200, rtype="Patient", rid="pa", subject="u", client_id="c")
+            for _ in range(3)]  # fmt: skip
+    for rec in recs:
+        trail.record(rec)
+    # the process dies: nothing was written to the database, the spool holds the records
+    assert events(store) == []
+    segments = list(spool.glob("audit-*.jsonl"))
+    assert len(segments) == 1 and len(segments[0].read_bytes().splitlines()) == 3
+    assert trail._spool is not None
+    os.close(trail._spool._fd)  # releases the lock, as the death of the process would
+    trail._stopping = True
+    with segments[0].open("ab") as f:
+        f.write(b'{"interaction": "read", "sta')  # torn by the crash mid-write
+    survivor = AuditTrail(store, spool_dir=spool, flush_interval=3600)
+    assert [e["id"] for e in events(store)] == [r.id for r in recs]
+    assert not segments[0].exists()
+    AuditTrail(store, spool_dir=spool, flush_interval=3600).close()
+    survivor.close()
+    assert len(events(store)) == 3  # replayed once
+    assert verify_audit_chain(store).ok
+
+
+def test_no_access_without_audit(store: Store, tmp_path: Path) -> None:
+    """When the trail cannot keep up, requests are refused before any work (503)."""
+    w = build_world(store)
+    config = {"audit_max_queue": 1, "audit_flush_ms": 3_600_000, "audit_batch": 1_000_000}
+    with secure_app(store, tmp_path, **config) as sa:
+        t = tokens(sa)
+        assert send(sa, t["citizen_a"], "GET", f"/Observation/{w['obs-pa']}").status_code == 200
+        r = send(sa, t["citizen_a"], "POST", "/Observation", _obs("pa"))
+        assert r.status_code == 503 and r.headers["retry-after"]
+        assert store.search("Observation", [("subject", "Patient/pa")]).total == 1
+        sa.trail.flush()
+        assert send(sa, t["citizen_a"], "POST", "/Observation", _obs("pa")).status_code == 201
+    assert [summary(e)[2] for e in events(store)] == ["0", "8", "0"]  # 503: a server failure
+
+
+def test_authorization_server_events(store: Store, tmp_path: Path) -> None:
+    with secure_app(store, tmp_path) as sa:
+        auth = sa.app.state.auth
+        auth.emit("login", outcome="invalid", username="zhang.wei", user_id=None, ip="10.0.0.9")
+        auth.emit("token", grant_type="authorization_code", client_id="app", user_id="u1",
+                  scope="patient/*.rs", patient="pa", jti="j1", ip="10.0.0.9")  # fmt: skip
+        sa.trail.sync()
+    got = events(store)
+    assert [(e["type"]["code"], e["subtype"][0]["code"], e["outcome"]) for e in got] == [
+        ("110114", "login", "4"),
+        ("110114", "token", "0"),
+    ]
+    assert {"reference": "Patient/pa"} in [x.get("what") for x in got[1]["entity"]]
+
+
+@pytest.mark.parametrize(
+    "rec",
+    [
+        AuditRecord("read", 200, rtype="Observation", rid="o1", user="Practitioner/p1",
+                    subject="u1", client_id="app", token_id="jti", ip="10.1.2.3",
+                    organizations=["Organization/o1"], patients=["a"], purpose="TREAT"),
+        AuditRecord("search-type", 200, rtype="Observation", method="GET", path="/fhir/Observation",
+                    query="code=x&_include=Observation:subject", user="Patient/a", subject="u2",
+                    client_id="app", ip="::1", patients=["a"], purpose="PATRQT"),
+        AuditRecord("vread", 404, rtype="Observation", rid="o2", version="3", client_id="svc",
+                    subject="svc", detail="Version 3 of Observation/o2 not found"),
+        AuditRecord("read", 401, rtype="Patient", rid="a", ip="1.2.3.4"),
+        AuditRecord("read", 200, rtype="Patient", rid="a", patients=["a"], user="Practitioner/p1",
+                    subject="u1", client_id="app", break_glass="昏迷 unconscious"),
+        AuditRecord("operation", 200, operation="$everything", rtype="Patient", rid="a",
+                    patients=["a", "b"], user="Practitioner/p1", subject="u", client_id="c"),
+        AuditRecord("login", 401, kind="login", subject="u1", ip="1.1.1.1"),
+    ],
+)  # fmt: skip
+def test_fast_index_rows_equal_the_indexer(rec: AuditRecord) -> None:
+    """AuditEvents are indexed without FHIRPath, to the very same rows."""
+    event = stamp(event_of(rec), rec.id, 1, 1_704_067_200_123_456)
+    validate_resource(event)
+
+    def norm(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
+        return {k: sorted(sorted(r.items()) for r in v) for k, v in rows.items() if v}
+
+    assert norm(index_rows(event)) == norm(extract(event))
