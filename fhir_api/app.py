@@ -64,6 +64,7 @@ from .interactions import (
 from .limits import BodyLimitMiddleware, TimeLimitMiddleware
 from .operations import bulk as op_bulk
 from .operations import empi as op_empi
+from .operations import everything as op_everything
 from .operations import validate as op_validate
 
 __all__ = ["DEFAULT_PREFIX", "INTERACTIONS", "create_app", "include_before_interactions"]
@@ -73,7 +74,7 @@ VERSION = "0.1.0"
 
 
 #: $operation route modules (matched before the generic interaction routes)
-OPERATIONS = (op_validate, op_empi, op_bulk)
+OPERATIONS = (op_validate, op_empi, op_bulk, op_everything)
 
 #: interaction modules in matching order (literal segments before {type}/{id})
 INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delete, create, batch)
