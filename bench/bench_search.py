@@ -678,12 +678,46 @@ def explain(url: str, store: Any, rtype: str, params: list[tuple[str, str]]) -> 
 # ------------------------------------------------------------------------------ HTTP
 
 
+def _wrk(base: str, lua: str, seconds: int) -> dict[str, float | None]:
+    """wrk with 16 connections and a 30 s request timeout (slow searches queue behind two
+    workers); requests/s, p50/p99 in ms (None when no request completed), errors."""
+    import re
+    import subprocess
+    import tempfile
+
+    from bench._common import _ms
+
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    cmd = ["wrk", "-t", "2", "-c", "16", "-d", f"{seconds}s", "--timeout", "30s", "--latency"]
+    out = subprocess.run([*cmd, "-s", f.name, base], capture_output=True, text=True).stdout
+    os.unlink(f.name)
+
+    def grab(pattern: str) -> str | None:
+        m = re.search(pattern, out)
+        return m[1] if m else None
+
+    rps, p50, p99 = (
+        grab(r"Requests/sec:\s+([\d.]+)"),
+        grab(r"50%\s+([\d.]+\w+)"),
+        grab(r"99%\s+([\d.]+\w+)"),
+    )
+    non2xx, timeouts = grab(r"Non-2xx or 3xx responses:\s+(\d+)"), grab(r"timeout (\d+)")
+    return {
+        "rps": float(rps) if rps else 0.0,
+        "p50_ms": _ms(p50) if p50 else None,
+        "p99_ms": _ms(p99) if p99 else None,
+        "non_2xx": float(non2xx or 0),
+        "timeouts": float(timeouts or 0),
+    }
+
+
 def http_figures(
     url: str, s: Samples, qs: dict[str, Query], seconds: int
-) -> dict[str, dict[str, float]]:
-    from bench._common import server, wrk
+) -> dict[str, dict[str, float | None]]:
+    from bench._common import server
 
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, float | None]] = {}
     with server(url, workers=2) as base:
         for name, q in qs.items():
             rng = random.Random(3)
@@ -692,17 +726,12 @@ def http_figures(
                 rtype, params = q(rng)
                 paths.append(f"/fhir/{rtype}?" + urlencode(params, quote_via=quote))
             lua = (
-                "paths = {"
-                + ",".join(json.dumps(p) for p in paths)
-                + "}\n"
-                + (
-                    "i = 0\nrequest = function()\n  i = i % #paths + 1\n"
-                    "  return wrk.format('GET', paths[i], {Accept='application/fhir+json'})\nend\n"
-                )
+                "paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
+                "i = 0\nrequest = function()\n  i = i % #paths + 1\n"
+                "  return wrk.format('GET', paths[i], {Accept='application/fhir+json'})\nend\n"
             )
-            out[name] = wrk(
-                base.rsplit("/fhir", 1)[0], lua, connections=16, threads=2, seconds=seconds
-            )
+            out[name] = _wrk(base.rsplit("/fhir", 1)[0], lua, seconds)
+            print(f"[http] {name:<48} {out[name]}")
     return out
 
 
@@ -815,11 +844,14 @@ def report(all_results: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
     for s in scales:
         if "http" in all_results[s]:
             lines += ["", f"HTTP at {s} (`ehr serve --workers 2`, wrk 16 connections, {args.http_seconds} s):", "",
-                      "| query | req/s | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|"]  # fmt: skip
+                      "| query | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|"]  # fmt: skip
             for name, f in all_results[s]["http"].items():
-                lines.append(
-                    f"| `{name}` | {f['rps']:.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | {f['non_2xx']:.0f} |"
+                p50 = "–" if f["p50_ms"] is None else f"{f['p50_ms']:.1f}"
+                p99 = "–" if f["p99_ms"] is None else f"{f['p99_ms']:.1f}"
+                errors = f"{f['non_2xx']:.0f}" + (
+                    f" (+{f['timeouts']:.0f} timeouts)" if f.get("timeouts") else ""
                 )
+                lines.append(f"| `{name}` | {f['rps']:.1f} | {p50} | {p99} | {errors} |")
     big = scales[-1]
     for name, plan in all_results[big]["explain"].items():
         tag = " (slowest p95)" if name == all_results[big]["slowest"] else ""
@@ -861,6 +893,8 @@ def main() -> int:
         r["load"] = load_figures
         r["counts"] = counts(url)
         all_results[scale] = r
+        if args.json:  # after each scale, so a later failure keeps the figures
+            Path(args.json).write_text(json.dumps(all_results, default=str), encoding="utf-8")
     if all_results:
         md = report(all_results, args)
         Path(args.out).write_text(md, encoding="utf-8")

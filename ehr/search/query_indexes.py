@@ -9,9 +9,14 @@ http://hl7.org/fhir/R4/search.html
   ``_summary=count`` over a whole type without a sequential scan.
 
 On PostgreSQL the migration also rebuilds the lookup indexes of the index tables with
-``INCLUDE (pk)`` (index-only scans: a criterion's ``pk`` list never reads the table), builds the
+``INCLUDE (pk)`` (index-only scans: a criterion's ``pk`` list never reads the table), the ``pk``
+indexes of ``idx_reference`` and ``idx_date`` with their value columns (chains, ``_has``,
+``_include``, date sort keys and second date criteria probe them by ``pk``), builds the
 string lookup on ``value COLLATE "C"`` (the collation :func:`ehr.search.sql.starts_with` compares
-in, so a prefix is one exact index range whatever the database's collation), and sets
+in, so a prefix is one exact index range whatever the database's collation), creates
+extended statistics on ``(rtype, param)`` of every index table and on ``(rtype, param, code,
+system)`` of ``idx_token`` (without them PostgreSQL multiplies correlated selectivities and
+expects one row where there are 25,000, and picks nested loops), and sets
 ``plan_cache_mode = force_custom_plan`` on the database: psycopg prepares a statement after five
 executions and PostgreSQL would then switch to a *generic* plan, which cannot see that
 ``subject = Patient/x`` matches ten rows and ``code = 8867-4`` a hundred thousand; a search with

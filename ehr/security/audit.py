@@ -126,6 +126,12 @@ SECURITY_TYPES = {
 }
 
 
+def _event_id() -> str:
+    """A time-ordered id (µs clock, then 72 random bits), so the unique index of the chain and
+    the resources table grow at their right edge instead of at random pages."""
+    return f"{time.time_ns() // 1000:014x}{os.urandom(9).hex()}"
+
+
 @dataclass
 class AuditRecord:
     """What the request path knows of one interaction (cheap to make; :func:`event_of` turns it
@@ -133,7 +139,7 @@ class AuditRecord:
 
     interaction: str
     status: int
-    id: str = field(default_factory=lambda: os.urandom(16).hex())
+    id: str = field(default_factory=lambda: _event_id())
     recorded: int = field(default_factory=lambda: time.time_ns() // 1000)
     kind: str = "rest"  # rest | login | token | grant-revoked | oauth-error
     method: str | None = None

@@ -70,8 +70,10 @@ def upgrade() -> None:
     op.execute("SET LOCAL statement_timeout = 0")
     for name, (table, _) in _LOOKUPS.items():
         _rebuild(name, table, _PG_KEYS[name], " INCLUDE (pk)")
-    # chains, _has and _include go from a source pk to its reference targets: index-only
+    # chains, _has and _include go from a source pk to its reference targets, and _sort and a
+    # second criterion on a date probe a resource's dates by pk: make those probes index-only
     _rebuild("ix_idx_reference_pk", "idx_reference", "pk", " INCLUDE (rtype, param, target_type, target_id)")
+    _rebuild("ix_idx_date_pk", "idx_date", "pk", " INCLUDE (rtype, param, low, high)")
     # rtype and param are strongly correlated (and code with system): without these statistics
     # PostgreSQL multiplies their selectivities and expects ~1 row where there are 10,000s
     for table in _TABLES:
@@ -100,6 +102,7 @@ def downgrade() -> None:
         for name, (table, keys) in _LOOKUPS.items():
             _rebuild(name, table, keys, "")
         _rebuild("ix_idx_reference_pk", "idx_reference", "pk", "")
+        _rebuild("ix_idx_date_pk", "idx_date", "pk", "")
         for table in _TABLES:
             op.execute(f"DROP STATISTICS IF EXISTS st_{table}")
         op.execute("DROP STATISTICS IF EXISTS st_idx_token_code")
