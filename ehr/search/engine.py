@@ -58,6 +58,7 @@ from ehr.search.sql import (
     compartment_condition,
     condition,
     index_pks,
+    pk_bounded,
 )
 from ehr.search.valueset import expand_valueset
 from ehr.storage.tables import resources
@@ -197,7 +198,10 @@ class SearchEngine:
         r = resources.alias("r")
         ctx = self._ctx(conn, base, restrict)
         conds: list[Cond] = [r.c.deleted == false(), *self._type_condition(r, req.types)]
+        cursor = Cursor.decode(req.cursor, len(req.sort)) if req.cursor else None
         crit_conds = [condition(c, r, ctx) for c in req.criteria]
+        if cursor is not None and not req.sort:  # pk order: every lookup starts at the cursor
+            crit_conds = pk_bounded(crit_conds, r, cursor.pk, cursor.forward)
         conds += crit_conds
         if compartment is not None:
             conds.append(compartment_condition(r, compartment, req.types))
@@ -206,7 +210,6 @@ class SearchEngine:
         if req.types == ():
             conds.append(false())
 
-        cursor = Cursor.decode(req.cursor, len(req.sort)) if req.cursor else None
         if cursor is None:
             at = now_us()
             max_pk = conn.execute(select(func.max(resources.c.pk))).scalar() or 0

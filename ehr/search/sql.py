@@ -95,6 +95,7 @@ __all__ = [
     "compartment_condition",
     "condition",
     "index_pks",
+    "pk_bounded",
     "starts_with",
 ]
 
@@ -563,6 +564,19 @@ def condition(crit: Criterion, r: FromClause, ctx: SqlContext) -> Cond:
     raise TypeError(crit)  # pragma: no cover
 
 
+def _lookup(cond: Cond, r: FromClause) -> Any:
+    """The subquery of a plain index lookup ``r.pk IN (SELECT pk FROM idx_… WHERE …)``, else
+    None (``:not``, ``_id``, ``_has``, a chain with several target types, ...)."""
+    if (
+        isinstance(cond, BinaryExpression)
+        and cond.operator is operators.in_op
+        and cond.left is r.c.pk
+        and isinstance(cond.right, ScalarSelect)
+    ):
+        return cond.right.element
+    return None
+
+
 def index_pks(conds: Sequence[Cond], r: FromClause) -> Any:
     """``SELECT pk`` of the resources passing every condition of ``conds`` (built by
     :func:`condition` on ``r``), read from the index tables alone; None unless each condition is
@@ -574,19 +588,27 @@ def index_pks(conds: Sequence[Cond], r: FromClause) -> Any:
     instead of probing ``resources`` once per match: 3 ms instead of 20 ms for the 9,500
     ``family=王`` of 100,000 patients (``bench/RESULTS-search.md``). The rows of one resource
     may repeat: count distinct ``pk``."""
-    subs: list[Any] = []
-    for cond in conds:
-        if not (
-            isinstance(cond, BinaryExpression)
-            and cond.operator is operators.in_op
-            and cond.left is r.c.pk
-            and isinstance(cond.right, ScalarSelect)
-        ):
-            return None
-        subs.append(cond.right.element)
-    if not subs:
+    subs = [_lookup(cond, r) for cond in conds]
+    if not subs or any(sub is None for sub in subs):
         return None
     return subs[0] if len(subs) == 1 else intersect(*subs)
+
+
+def pk_bounded(conds: Sequence[Cond], r: FromClause, pk: int, forward: bool) -> list[Cond]:
+    """``conds`` with every plain index lookup limited to ``pk``s after ``pk`` (``forward``) or
+    before it. A keyset page in ``pk`` order then reads each criterion's rows from the cursor on,
+    as the page itself does: PostgreSQL does not carry a range on ``r.pk`` over into an ``IN``
+    subquery, and a merge join would otherwise walk every row before the cursor (page 50 as
+    slow as OFFSET 2450)."""
+    out: list[Cond] = []
+    for cond in conds:
+        sub = _lookup(cond, r)
+        if sub is None:
+            out.append(cond)
+            continue
+        col = sub.selected_columns[0]
+        out.append(r.c.pk.in_(sub.where(col > pk if forward else col < pk)))
+    return out
 
 
 def _chain_branch(
