@@ -172,6 +172,15 @@ class AuditRecord:
         return cls(**{k: v for k, v in raw.items() if k in names})
 
 
+#: a queued record: (serialized line, (rtype, rid) to resolve or None, event id, recorded µs)
+Entry = tuple[bytes, tuple[str, str] | None, str, int]
+
+
+def _entry(rec: AuditRecord, line: bytes | None = None) -> Entry:
+    key = (rec.rtype, rec.rid) if rec.resolve and rec.rtype and rec.rid else None
+    return (line if line is not None else rec.line(), key, rec.id, rec.recorded)
+
+
 # ------------------------------------------------------------------------------ the AuditEvent
 
 
@@ -477,7 +486,7 @@ class AuditTrail:
         self.materialize_mode = materialize
         self.max_lag = max_lag
         self.site = site
-        self._queue: deque[AuditRecord] = deque()
+        self._queue: deque[Entry] = deque()
         self._lock = threading.Lock()  # queue + spool appends
         self._flush_lock = threading.Lock()  # one flush at a time
         self._mat_lock = threading.Lock()
@@ -502,12 +511,15 @@ class AuditTrail:
 
     # -- the request path ----------------------------------------------------------------------
     def record(self, rec: AuditRecord) -> None:
-        """Spool and queue one record (a few microseconds)."""
-        line = rec.line() if self._spool is not None else b""
+        """Spool and queue one record (a few microseconds). The queue holds the serialized line
+        and the resource to resolve (bytes and a tuple of strings: objects the garbage collector
+        does not track, so a long queue costs the collector nothing)."""
+        rec.site = rec.site or self.site
+        entry = _entry(rec)
         with self._lock:
             if self._spool is not None:
-                self._spool.append(line)
-            self._queue.append(rec)
+                self._spool.append(entry[0])
+            self._queue.append(entry)
             n = len(self._queue)
         self._last_record = time.monotonic()
         if self._thread is None:
@@ -538,13 +550,6 @@ class AuditTrail:
         per record). Then perhaps materialize."""
         last_flush = time.monotonic()
         retry_at = 0.0
-        t_start = time.thread_time()
-        try:
-            self._loop(last_flush, retry_at)
-        finally:
-            self._wcpu = time.thread_time() - t_start
-
-    def _loop(self, last_flush: float, retry_at: float) -> None:
         backoff = self.flush_interval
         while not self._stopping:
             self._wake.wait(self.fsync_interval)
@@ -590,8 +595,6 @@ class AuditTrail:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(30)
-        import sys
-        print(f"AUDITSTATS pid={os.getpid()} appended={self.appended} writer_thread_cpu_s={getattr(self, '_wcpu', 0):.3f} per_rec_us={getattr(self, '_wcpu', 0)/max(1,self.appended)*1e6:.1f}", file=sys.stderr, flush=True)
         committed = False
         try:
             self.flush()
@@ -628,27 +631,26 @@ class AuditTrail:
             self.appended += done
             return done
 
-    def _patients(self, conn: Connection, recs: Sequence[AuditRecord]) -> dict[str, list[str]]:
+    def _patients(
+        self, conn: Connection, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[str, ...]]:
         """The patients of the resources the records touched. Resolved within a second of the
         access; a recently resolved resource comes from a small cache (:attr:`owner_ttl`), as
         resources rarely change patient."""
         now = time.monotonic()
-        keys = {(r.rtype, r.rid) for r in recs if r.resolve and r.rtype and r.rid}
         cache = self._owners
         missing = [k for k in keys if k not in cache or cache[k][0] < now]
         if missing:
-            found = stored_patients(conn, missing)  # type: ignore[arg-type]
+            found = stored_patients(conn, missing)
             if len(cache) + len(found) > 50_000:
                 cache.clear()
             for k, pats in found.items():
-                cache[k] = (now + self.owner_ttl, tuple(sorted(pats)))  # type: ignore[index]
-        return {
-            r.id: list(cache[(r.rtype, r.rid)][1])  # type: ignore[index]
-            for r in recs
-            if r.resolve and r.rtype and r.rid
-        }
+                cache[k] = (now + self.owner_ttl, tuple(sorted(pats)))
+        return {k: cache[k][1] for k in keys}
 
-    def _append(self, recs: Sequence[AuditRecord], *, skip_known: bool = False) -> None:
+    def _append(self, entries: Sequence[Entry], *, skip_known: bool = False) -> None:
+        """Append queued entries to the chain in one transaction (see the module docstring);
+        ``skip_known``: leave out those already there (a replay)."""
         for attempt in range(3):
             try:
                 with self.store.write() as ctx:
@@ -657,12 +659,12 @@ class AuditTrail:
                         known = set(
                             conn.execute(
                                 select(audit_chain.c.event_id).where(
-                                    audit_chain.c.event_id.in_([r.id for r in recs])
+                                    audit_chain.c.event_id.in_([e[2] for e in entries])
                                 )
                             ).scalars()
                         )
-                        recs = [r for r in recs if r.id not in known]
-                        if not recs:
+                        entries = [e for e in entries if e[2] not in known]
+                        if not entries:
                             return
                     head_q = (
                         select(audit_state.c.seq, audit_state.c.hash)
@@ -674,20 +676,19 @@ class AuditTrail:
                         _ensure_state(conn, "head")
                         head = conn.execute(head_q).one()
                     seq, prev = int(head.seq), str(head.hash)
-                    extra = self._patients(conn, recs)
+                    owners = self._patients(conn, {e[1] for e in entries if e[1] is not None})
                     rows = []
-                    for rec in recs:
-                        if rec.resolve:
-                            found = extra.get(rec.id, ())
-                            rec.patients = list(dict.fromkeys([*rec.patients, *found]))
+                    for line, key, event_id, recorded in entries:
+                        if key is not None and owners.get(key):
+                            rec = AuditRecord.from_line(line)
+                            rec.patients = list(dict.fromkeys([*rec.patients, *owners[key]]))
                             rec.resolve = False
-                        rec.site = rec.site or self.site
-                        record = rec.line()
+                            line = rec.line()
                         seq += 1
-                        digest = chain_hash(prev, record)
+                        digest = chain_hash(prev, line)
                         rows.append(
-                            {"seq": seq, "event_id": rec.id, "recorded": rec.recorded,
-                             "record": record, "prev_hash": prev, "hash": digest}
+                            {"seq": seq, "event_id": event_id, "recorded": recorded,
+                             "record": line, "prev_hash": prev, "hash": digest}
                         )  # fmt: skip
                         prev = digest
                     _insert_rows(conn, rows)
@@ -768,15 +769,15 @@ class AuditTrail:
                 os.close(fd)
                 continue
             try:
-                recs = []
+                entries = []
                 for line in read_segment(fd):
                     try:
-                        recs.append(AuditRecord.from_line(line))
+                        entries.append(_entry(AuditRecord.from_line(line), line))
                     except (orjson.JSONDecodeError, TypeError):
                         log.warning("skipping a damaged line in %s", path)
-                for start in range(0, len(recs), self.batch_size):
-                    self._append(recs[start : start + self.batch_size], skip_known=True)
-                total += len(recs)
+                for start in range(0, len(entries), self.batch_size):
+                    self._append(entries[start : start + self.batch_size], skip_known=True)
+                total += len(entries)
                 path.unlink(missing_ok=True)
             finally:
                 os.close(fd)
