@@ -15,7 +15,7 @@ How it is measured:
    1 Patient and ``--encounters`` encounters, each with 7 vital-sign Observations (the R4
    vital-signs profiles, blood pressure as a panel), 3 laboratory Observations, a
    MedicationRequest, and every other encounter a Condition and a Procedure, every fourth an
-   Immunization: ~110 entries and ~150 KB per Bundle at 8 encounters. The practitioners and
+   Immunization: 107 entries and ~100 KB per Bundle at 8 encounters. The practitioners and
    organizations are loaded before timing starts.
 2. **Our path.** Each mode starts from a fresh, migrated database (``ehr_bench_ingest``) and
    posts every Bundle once; resources/s = resources written / wall time from the first Bundle
@@ -30,12 +30,17 @@ How it is measured:
 
    Validation (fhir.resources model + required bindings) runs for every resource, as in
    production; nothing is turned off.
-3. **Raw-driver ceiling.** After the last mode, every row it wrote (``resources``,
-   ``resource_history`` and the eight index tables) is read back and written again into a fresh
-   database with the same schema and indexes (``ehr_bench_ingest_raw``) with psycopg 3 alone:
-   one transaction per Bundle's rows, ``COPY`` per table, 4 threads. ratio = our resources/s /
-   raw resources/s. It is the cost of the database work alone (no JSON, validation, indexing or
-   reference resolution), so the ratio says how much of the time is ours.
+3. **Raw-driver ceiling, in the same run.** Right after each mode, every row it wrote
+   (``resources``, ``resource_history`` and the eight index tables) is read back and written
+   again into a fresh database with the same schema and indexes (``ehr_bench_ingest_raw``) with
+   psycopg 3 alone: one transaction per Bundle's rows, ``COPY`` per table, 4 threads. It is the
+   cost of the database work alone (no JSON, validation, indexing or reference resolution).
+   ratio = raw time / our time (wall), and raw CPU / our CPU.
+   **CPU**: the CPU seconds spent in the timed part by this process and its descendants (loader
+   threads, worker processes, the server) and by the PostgreSQL client backends of the bench
+   database, read from ``/proc``; per resource, and as the bound ``cores / CPU per resource``.
+   The box may be shared (``--quiet-load`` waits for a low load average before each mode; the
+   load average is printed with every figure).
 4. ``--profile``: one process, one thread, cProfile of ``process_bundle`` over 20 Bundles; the
    top functions by cumulative and by own time are printed.
 
