@@ -645,8 +645,9 @@ def throughput(url: str, name: str, work: list[tuple[str, list[tuple[str, str]]]
 
 
 def explain(url: str, store: Any, rtype: str, params: list[tuple[str, str]]) -> str:
-    """EXPLAIN ANALYZE of the SQL the engine runs for a search (its main statement)."""
-    from sqlalchemy import event, text
+    """EXPLAIN ANALYZE of the statements the engine runs for a search: the page query and, when
+    there is one, the count (not ``max(pk)`` nor the read of the page's rows by pk)."""
+    from sqlalchemy import event
 
     captured: list[tuple[str, Any]] = []
 
@@ -663,16 +664,20 @@ def explain(url: str, store: Any, rtype: str, params: list[tuple[str, str]]) -> 
     finally:
         for e in engines.values():
             event.remove(e, "before_cursor_execute", grab)
-    statement, parameters = max(
-        (c for c in captured if "max(resources.pk)" not in c[0]), key=lambda c: len(c[0])
-    )
+    main = [
+        c
+        for c in captured
+        if "max(resources.pk)" not in c[0] and "WHERE resources.pk IN" not in c[0]
+    ]
+    plans = []
     with store.engine.connect() as c:
         raw = c.connection.driver_connection
-        with raw.cursor() as cur:
-            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
-            plan = "\n".join(r[0] for r in cur.fetchall())
-        _ = text
-    return plan
+        for statement, parameters in main:
+            with raw.cursor() as cur:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+                kind = "count" if "count(*)" in statement else "page"
+                plans.append(f"-- {kind} query\n" + "\n".join(r[0] for r in cur.fetchall()))
+    return "\n\n".join(plans)
 
 
 # ------------------------------------------------------------------------------ HTTP
@@ -811,7 +816,10 @@ def report(all_results: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
     lines = ["## Search (issue 3)", ""]
     lines += [f"Machine: {machine()}; PostgreSQL {args.pg_version}; default PostgreSQL settings "
               "(shared_buffers 128MB, work_mem 4MB). Other benchmarks may share the machine.", ""]  # fmt: skip
-    lines += [f"Command: `.venv/bin/python bench/bench_search.py {' '.join(sys.argv[1:])}`", ""]
+    command = getattr(args, "measured_with", None) or " ".join(sys.argv[1:])
+    lines += [f"Command: `.venv/bin/python bench/bench_search.py {command}`", ""]
+    if args.note:
+        lines += [args.note, ""]
     scales = list(all_results)
     for scale in scales:
         r = all_results[scale]
@@ -859,6 +867,28 @@ def report(all_results: dict[str, dict[str, Any]], args: argparse.Namespace) -> 
     return "\n".join(lines) + "\n"
 
 
+def report_from_json(args: argparse.Namespace) -> int:
+    from ehr.store import Store
+
+    all_results: dict[str, dict[str, Any]] = json.loads(Path(args.from_json).read_text())
+    for scale, r in all_results.items():
+        args.measured_with = r.get("command")
+        url = PG_ADMIN.rsplit("/", 1)[0] + f"/ehr_bench_search_{scale}"
+        store = Store(url, pool_size=2, custom_search_parameters=False)
+        qs = queries(Samples(url))
+        rng = random.Random(11)
+        r["explain"] = {
+            k: explain(url, store, *qs[k](rng))
+            for k in dict.fromkeys([r["slowest"], *args.explain])
+            if k in qs
+        }
+        store.dispose()
+    md = report(all_results, args)
+    Path(args.out).write_text(md, encoding="utf-8")
+    print(md)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -875,6 +905,10 @@ def main() -> int:
     ap.add_argument("--explain", action="append", default=[], help="also EXPLAIN this query name")
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS-search.md"))
     ap.add_argument("--json", default=None, help="also write the raw figures here")
+    ap.add_argument(
+        "--from-json", default=None, help="report these saved figures (EXPLAINs are run again)"
+    )
+    ap.add_argument("--note", default="", help="a line added to the report (e.g. machine load)")
     args = ap.parse_args()
     from sqlalchemy import create_engine, text
 
@@ -882,6 +916,8 @@ def main() -> int:
     with eng.connect() as c:
         args.pg_version = c.execute(text("SHOW server_version")).scalar_one()
     eng.dispose()
+    if args.from_json:
+        return report_from_json(args)
     all_results: dict[str, dict[str, Any]] = {}
     for scale in args.scales.split(","):
         url, load_figures = database(scale, args.reuse)
@@ -892,6 +928,7 @@ def main() -> int:
         r = measure(scale, url, args)
         r["load"] = load_figures
         r["counts"] = counts(url)
+        r["command"] = " ".join(sys.argv[1:])
         all_results[scale] = r
         if args.json:  # after each scale, so a later failure keeps the figures
             Path(args.json).write_text(json.dumps(all_results, default=str), encoding="utf-8")

@@ -20,8 +20,9 @@ expects one row where there are 25,000, and picks nested loops), and sets
 ``plan_cache_mode = force_custom_plan`` on the database: psycopg prepares a statement after five
 executions and PostgreSQL would then switch to a *generic* plan, which cannot see that
 ``subject = Patient/x`` matches ten rows and ``code = 8867-4`` a hundred thousand; a search with
-generic plans was 50 times slower in the benchmark (``bench/RESULTS-search.md``). Those
-PostgreSQL-only details are not declared here (autogenerate runs on SQLite and never sees them).
+generic plans was hundreds of times slower at 100,000 patients (``bench/RESULTS-search.md``).
+Those PostgreSQL-only details are not declared here (autogenerate runs on SQLite and never sees
+them).
 """
 
 from __future__ import annotations
