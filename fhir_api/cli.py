@@ -42,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("EHR_BASE_URL", "")
     print(f"FHIR API at http://{args.host}:{args.port}/fhir (metadata: /fhir/metadata)")
     uvicorn.run(
-        "fhir_api.app:create_app",
+        "fhir_api.security:create_secure_app",
         factory=True,
         host=args.host,
         port=args.port,

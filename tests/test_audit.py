@@ -25,6 +25,7 @@ from ehr.model import stamp
 from ehr.search.indexer import extract
 from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
 from ehr.security.audit import chain_events, event_of, index_rows
+from ehr.security.spool import read_segment
 from ehr.security.tables import audit_chain
 from ehr.storage.tables import resources
 from ehr.store import Store
@@ -170,16 +171,24 @@ def test_spool_replay_after_a_crash(store: Store, tmp_path: Path) -> None:
         trail.record(rec)
     # the process dies: nothing was written to the database, the spool holds the records
     assert events(store) == []
-    segments = list(spool.glob("audit-*.jsonl"))
-    assert len(segments) == 1 and len(segments[0].read_bytes().splitlines()) == 3
     assert trail._spool is not None
-    os.close(trail._spool._fd)  # releases the lock, as the death of the process would
+    segment = trail._spool._current.path
+    fd = os.open(segment, os.O_RDONLY)
+    assert len(read_segment(fd)) == 3
+    os.close(fd)
+    used = trail._spool._current.used
+    trail._spool._current.close(delete=False)  # the locks go with the process
+    if trail._spool._spare is not None:
+        trail._spool._spare.close(delete=False)
     trail._stopping = True
-    with segments[0].open("ab") as f:
-        f.write(b'{"interaction": "read", "sta')  # torn by the crash mid-write
+    with segment.open("r+b") as f:  # a line torn by the crash, mid-write
+        f.seek(used)
+        f.write(b'{"interaction": "read", "sta')
     survivor = AuditTrail(store, spool_dir=spool, flush_interval=3600)
     assert [e["id"] for e in events(store)] == [r.id for r in recs]
-    assert not segments[0].exists()
+    assert not segment.exists()
+    assert survivor._spool is not None
+    assert all(survivor._spool.owns(p) for p in spool.glob("audit-*.jsonl"))
     AuditTrail(store, spool_dir=spool, flush_interval=3600).close()
     survivor.close()
     assert len(events(store)) == 3  # replayed once

@@ -372,3 +372,28 @@ def test_auth_disabled_for_demos(store: Store, tmp_path: Any) -> None:
 
         (event,) = chain_events(store)
         assert event["agent"][0]["who"] == {"display": "anonymous"}
+
+
+def test_search_engine_confinement(store: Store) -> None:
+    """The engine's additions the policy builds on: a compartment of several patients (a list
+    or a subquery), and the ambient restriction, which also binds conditional matches."""
+    from sqlalchemy import literal, select
+
+    from ehr.search.engine import ambient_restriction
+
+    w = build_world(store)
+    both = store.search("Observation", [], compartment=("Patient", ["pa", "pb"]))
+    assert {h.rid for h in both.matches} == {w["obs-pa"], w["obs-pb"]}
+    sub = select(literal("pb").label("patient_id"))
+    only_b = store.search("Observation", [("_include", "Observation:subject")],
+                          compartment=("Patient", sub))  # fmt: skip
+    assert [h.rid for h in only_b.matches] == [w["obs-pb"]]
+    assert [h.rid for h in only_b.includes] == ["pb"]
+    token = ambient_restriction.set(lambda r, ctx: r.c.rid != w["obs-pa"])
+    try:
+        assert [h.rid for h in store.search("Observation", []).matches] == [w["obs-pb"]]
+        with store.write() as ctx:  # a conditional interaction sees only what may be seen
+            assert ctx.match("Observation", [("_id", w["obs-pa"])]) == []
+    finally:
+        ambient_restriction.reset(token)
+    assert len(store.search("Observation", []).matches) == 2

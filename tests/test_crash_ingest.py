@@ -36,6 +36,7 @@ import httpx
 import orjson
 import pytest
 from sqlalchemy import select
+from test_api_support import service_token
 
 from ehr.storage.db import make_engine
 from ehr.storage.tables import resources
@@ -84,8 +85,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``ehr serve`` in its own process group; yields (process, FHIR base)."""
+def serve(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, str]]]:
+    """``ehr serve`` (secured) in its own process group; yields (process, FHIR base, headers
+    with a backend service's token)."""
     port = _free_port()
     env = {**os.environ, "EHR_DATABASE_URL": db_url, "EHR_BASE_URL": ""}
     with log.open("ab") as out:
@@ -106,7 +108,8 @@ def serve(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield proc, base
+        token = service_token(db_url, base)
+        yield proc, base, {"Authorization": f"Bearer {token}"}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -121,16 +124,17 @@ class Poster(threading.Thread):
     """Posts Bundles until told to stop or the server goes away; remembers what was sent and
     what was acknowledged, and whether a request is in flight."""
 
-    def __init__(self, base: str, run: str, seed: int) -> None:
+    def __init__(self, base: str, headers: dict[str, str], run: str, seed: int) -> None:
         super().__init__(daemon=True)
         self.base, self.run_id, self.rng = base, run, random.Random(seed)
+        self.headers = {"Content-Type": "application/fhir+json", **headers}
         self.sent: list[str] = []
         self.acked: list[str] = []
         self.in_flight = threading.Event()
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=60, headers={"Content-Type": "application/fhir+json"}) as c:
+        with httpx.Client(timeout=60, headers=self.headers) as c:
             k = 0
             while not self.stop.is_set():
                 code = f"{self.run_id}-{k}"
@@ -150,8 +154,8 @@ class Poster(threading.Thread):
 
 def crash_while_ingesting(db_url: str, log: Path, run: str, after_acked: int, seed: int) -> Poster:
     rng = random.Random(seed)
-    with serve(db_url, log) as (proc, base):
-        poster = Poster(base, run, seed)
+    with serve(db_url, log) as (proc, base, headers):
+        poster = Poster(base, headers, run, seed)
         poster.start()
         deadline = time.monotonic() + 60
         while len(poster.acked) < after_acked and poster.is_alive():
@@ -180,12 +184,15 @@ def tagged_counts(db_url: str) -> Counter[str]:
     return stored
 
 
-def indexed_count(base: str, code: str) -> int:
+def indexed_count(base: str, headers: dict[str, str], code: str) -> int:
     """Resources per Bundle tag, as the restarted server's ``_tag`` search counts them."""
     total = 0
     for rtype in ("Patient", "Encounter", "Observation"):
         r = httpx.get(
-            f"{base}/{rtype}", params={"_tag": f"{TAG}|{code}", "_summary": "count"}, timeout=30
+            f"{base}/{rtype}",
+            params={"_tag": f"{TAG}|{code}", "_summary": "count"},
+            headers=headers,
+            timeout=30,
         )
         r.raise_for_status()
         total += int(r.json()["total"])
@@ -212,12 +219,16 @@ def test_kill_9_mid_ingest_leaves_every_bundle_whole_or_absent(db_url: str, tmp_
     unacked = [c for c in sent if c not in acked]
     assert unacked  # each crash cut a Bundle in flight (which may or may not have committed)
 
-    with serve(db_url, log) as (_, base):  # the restarted server sees the same, and ingests
+    with serve(db_url, log) as (
+        _,
+        base,
+        headers,
+    ):  # the restarted server sees the same, and ingests
         for code in sorted(stored):
-            assert indexed_count(base, code) == stored[code]
+            assert indexed_count(base, headers, code) == stored[code]
         for code in unacked:
-            assert indexed_count(base, code) == stored[code]
+            assert indexed_count(base, headers, code) == stored[code]
         r = httpx.post(base, content=orjson.dumps(bundle("after", random.Random(3))),
-                       headers={"Content-Type": "application/fhir+json"}, timeout=60)  # fmt: skip
+                       headers={"Content-Type": "application/fhir+json", **headers}, timeout=60)  # fmt: skip
         assert r.status_code == 200, r.text[:500]
-        assert indexed_count(base, "after") == PER_BUNDLE
+        assert indexed_count(base, headers, "after") == PER_BUNDLE

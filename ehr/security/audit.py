@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -126,10 +127,23 @@ SECURITY_TYPES = {
 }
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count()
+
+
+def _new_id_prefix() -> None:  # a forked worker must not share its parent's ids
+    global _ID_PREFIX
+    _ID_PREFIX = os.urandom(6).hex()
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+
+
 def _event_id() -> str:
-    """A time-ordered id (µs clock, then 72 random bits), so the unique index of the chain and
-    the resources table grow at their right edge instead of at random pages."""
-    return f"{time.time_ns() // 1000:014x}{os.urandom(9).hex()}"
+    """A time-ordered unique id: µs clock, a random per-process prefix, a counter. Time first,
+    so the unique indexes of the chain and of the resources table grow at their right edge;
+    no system call (the request path must not give up the interpreter lock for it)."""
+    return f"{time.time_ns() // 1000:014x}{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFF:06x}"
 
 
 @dataclass
@@ -628,6 +642,7 @@ class AuditTrail:
                 raise
             if self._spool is not None:
                 self._spool.release()
+                self._spool.prepare()
             self.appended += done
             return done
 

@@ -1,18 +1,24 @@
 """A local append-only spool of audit records: what makes queued audit writes crash-safe.
 
-Every audit record is appended (one JSON line, ``O_APPEND``) to the process's current spool
-segment *before* the response leaves, then queued for the database. The writer rotates the
-segment when it takes the queue, and deletes the old segments once their records are committed
-to ``audit_chain``. The segment being written is fsynced at every writer cycle.
+Every audit record is appended (one JSON line) to the process's current spool segment *before*
+the response leaves, then queued for the database. The writer rotates the segment when it takes
+the queue, and deletes the old segments once their records are committed to ``audit_chain``.
 
-Guarantee: a process that dies (crash, kill -9) loses no audit record: its segments are still on
-disk (the page cache survives the process) and the next process that starts on the same
-database replays them (:func:`orphans`; records already in the chain are skipped by id). A
-power failure or kernel crash can lose the records of at most the last ``fsync_interval``
-(50 ms) that were neither fsynced nor committed.
+A segment is a file mapped into memory (``mmap``, shared), its blocks allocated and its pages
+faulted in beforehand by the writer thread (the next segment is always ready): an append is a
+copy into the page cache, with no system call and no page fault, so the request path neither
+waits for the disk nor gives up Python's interpreter lock. The writer thread ``msync``s the
+segment every ``fsync_interval``.
+
+Guarantee: a process that dies (crash, kill -9) loses no audit record: the mapped pages belong
+to the file in the page cache, which outlives the process, and the next process that starts on
+the same database replays the segments (:func:`orphans`; records already in the chain are
+skipped by id). A power failure or kernel crash can lose the records of at most the last
+``fsync_interval`` (50 ms) that were neither synced nor committed.
 
 A segment is locked (``flock``) by its process while open, so a live process's segments are
-never taken by another one (several server workers share one spool directory).
+never taken by another one (several server workers share one spool directory). Unused space
+at the end of a segment reads as NUL bytes; a line cut by a crash has no newline and is dropped.
 """
 
 from __future__ import annotations
@@ -20,76 +26,132 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Spool", "orphans", "read_segment"]
+__all__ = ["SEGMENT_BYTES", "Spool", "orphans", "read_segment"]
 
 log = logging.getLogger("ehr.security.audit")
+
+#: the size of one segment; a full segment is rotated at once
+SEGMENT_BYTES = 4 << 20
+
+
+class _Segment:
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(self.fd, size)
+        with contextlib.suppress(OSError):  # blocks allocated now, not at the first write
+            os.posix_fallocate(self.fd, 0, size)
+        self.map = mmap.mmap(
+            self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
+        )
+        for offset in range(0, size, mmap.PAGESIZE):  # fault every page in now, not per append
+            self.map[offset] = 0
+        self.size = size
+        self.used = 0
+        self.records = 0
+
+    def fits(self, n: int) -> bool:
+        return self.used + n <= self.size
+
+    def append(self, line: bytes) -> None:
+        end = self.used + len(line)
+        self.map[self.used : end] = line
+        self.used = end
+        self.records += 1
+
+    def sync(self) -> None:
+        with contextlib.suppress(ValueError, OSError):  # closed during shutdown
+            self.map.flush(0, min(self.size, mmap.PAGESIZE * (self.used // mmap.PAGESIZE + 1)))
+
+    def close(self, *, delete: bool) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self.map.flush()
+        self.map.close()
+        if delete:
+            self.path.unlink(missing_ok=True)
+        os.close(self.fd)
 
 
 class Spool:
     """This process's spool segments in ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self._prefix = f"audit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._n = 0
-        self._closed: list[tuple[Path, int]] = []
-        self._fd, self._path = self._open()
-        self._written = 0
+        self._segment_bytes = segment_bytes
+        self._closed: list[_Segment] = []
+        self._current = self._open()
+        self._spare: _Segment | None = None
+        self.prepare()
 
-    def _open(self) -> tuple[int, Path]:
+    def _open(self) -> _Segment:
         self._n += 1
-        path = self.dir / f"{self._prefix}-{self._n:06d}.jsonl"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return fd, path
+        return _Segment(self.dir / f"{self._prefix}-{self._n:06d}.jsonl", self._segment_bytes)
+
+    def prepare(self) -> None:
+        """Make the next segment ready (file, blocks, mapped pages), so that rotating to it
+        costs the request path nothing. The writer thread calls it after a rotation."""
+        if self._spare is None:
+            self._spare = self._open()
+
+    def _next(self) -> _Segment:
+        seg, self._spare = self._spare, None
+        return seg if seg is not None else self._open()
 
     def owns(self, path: Path) -> bool:
         return path.name.startswith(self._prefix)
 
     def append(self, line: bytes) -> None:
-        """One record (the caller serializes appends)."""
-        os.write(self._fd, line + b"\n")
-        self._written += 1
+        """One record (the caller serializes appends): a memory copy."""
+        data = line + b"\n"
+        if not self._current.fits(len(data)):
+            if len(data) > self._segment_bytes:
+                raise ValueError("an audit record larger than a spool segment")
+            self._closed.append(self._current)  # full: its records wait for the next flush
+            self._current = self._next()
+        self._current.append(data)
 
     def rotate(self) -> None:
-        """Start a new segment; the current one waits for :meth:`release` (caller holds the
-        queue lock, so the segment holds exactly the records taken with it)."""
-        if self._written == 0:
+        """Start a new segment; the current one waits for :meth:`release` (the caller holds the
+        queue lock, so the segments hold exactly the records taken with them)."""
+        if self._current.records == 0:
             return
-        self._closed.append((self._path, self._fd))
-        self._fd, self._path = self._open()
-        self._written = 0
+        self._closed.append(self._current)
+        self._current = self._next()
 
     def fsync(self) -> None:
-        with contextlib.suppress(OSError):  # a closed fd during shutdown
-            os.fsync(self._fd)
+        """Make what was appended durable (``msync``)."""
+        self._current.sync()
+        for seg in self._closed:
+            seg.sync()
 
     def release(self) -> None:
         """Delete the rotated-out segments (their records are committed)."""
         closed, self._closed = self._closed, []
-        for path, fd in closed:
-            try:
-                path.unlink(missing_ok=True)
-            finally:
-                os.close(fd)
+        for seg in closed:
+            seg.close(delete=True)
 
     def close(self, *, committed: bool) -> None:
         """At shutdown: delete everything if all records are committed, else keep the files
         (unlocked) for the next process to replay."""
         if committed:
             self.release()
-            if self._written == 0:
-                self._path.unlink(missing_ok=True)
-        for _, fd in self._closed:
-            os.close(fd)
+        for seg in self._closed:
+            seg.close(delete=False)
         self._closed = []
-        os.close(self._fd)
+        self._current.close(delete=committed or self._current.records == 0)
+        if self._spare is not None:
+            self._spare.close(delete=True)
+            self._spare = None
 
 
 def orphans(directory: Path) -> Iterator[tuple[Path, int]]:
@@ -110,7 +172,8 @@ def orphans(directory: Path) -> Iterator[tuple[Path, int]]:
 
 
 def read_segment(fd: int) -> list[bytes]:
-    """The complete lines of a segment (a torn last line, from a crash mid-write, is dropped)."""
+    """The complete lines of a segment (the NUL tail of unused space, and a line torn by a
+    crash, are dropped)."""
     chunks = []
     os.lseek(fd, 0, os.SEEK_SET)
     while True:
@@ -119,5 +182,8 @@ def read_segment(fd: int) -> list[bytes]:
             break
         chunks.append(chunk)
     data = b"".join(chunks)
+    end = data.find(b"\0")
+    if end >= 0:
+        data = data[:end]
     lines = data.split(b"\n")
     return [ln for ln in lines[:-1] if ln.strip()]
