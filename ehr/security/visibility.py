@@ -27,7 +27,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, FromClause, and_, any_, bindparam, false, not_, or_, select, true
+from sqlalchemy import (
+    BigInteger,
+    FromClause,
+    and_,
+    any_,
+    bindparam,
+    false,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.engine import Connection
 
 from ehr.accounts.scopes import ScopeSet
@@ -194,7 +206,23 @@ def _patient_condition(r: FromClause, reach: Reach) -> Cond | None:
         parts.append(r.c.rtype.not_in(sorted(compartment_types())))
     elif reach.shared:
         parts.append(r.c.rtype.in_(sorted(reach.shared - compartment_types())))
+    directory = (SHARED_TYPES if reach.shared is None else reach.shared) & compartment_types()
+    if directory:
+        parts.append(_naming_no_patient(r, directory))
     return or_(*parts) if parts else false()
+
+
+def _naming_no_patient(r: FromClause, types: frozenset[str]) -> Cond:
+    """``r`` is of one of the directory ``types`` that the Patient compartment lists only because
+    they *may* name a patient (``Schedule.actor``), and it names none: a doctor's Schedule is
+    directory data, seen like the other :data:`SHARED_TYPES` (the clinic list, call-next)."""
+    defs = patient_compartment()
+    pairs = sorted((t, p) for t in types for p in defs.get(t, ()))
+    ref = idx_reference.alias()
+    named = select(ref.c.pk).where(
+        ref.c.target_type == "Patient", tuple_(ref.c.rtype, ref.c.param).in_(pairs)
+    )
+    return and_(r.c.rtype.in_(sorted(types)), r.c.pk.not_in(named))
 
 
 Restrict = Callable[[FromClause, SqlContext], Cond]

@@ -7,11 +7,29 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ehr.accounts import Client, TokenInfo
 from ehr.accounts.grants import AuthorizationCode, RefreshToken
 
 __all__ = ["AccessTokenRecord", "CodeRecord", "OAuthClient", "RefreshRecord"]
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _without_loopback_port(uri: str) -> tuple[str, str, str, str] | None:
+    """``(scheme, host, path, query)`` of an ``http`` loopback URI (None for any other URI)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        return None
+    if parts.scheme != "http" or parts.hostname not in LOOPBACK or parts.fragment:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    return parts.scheme, parts.hostname, parts.path, parts.query
 
 
 @dataclass(frozen=True)
@@ -41,7 +59,14 @@ class OAuthClient:
         return str(granted) if granted else None
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri in self.record.redirect_uris
+        """Exact match, except that a loopback redirect URI matches with any port (RFC 8252
+        section 7.3): the apps served by this server on a random or local port."""
+        if redirect_uri in self.record.redirect_uris:
+            return True
+        asked = _without_loopback_port(redirect_uri)
+        return asked is not None and any(
+            _without_loopback_port(uri) == asked for uri in self.record.redirect_uris
+        )
 
     def check_client_secret(self, client_secret: str) -> bool:
         return self.record.check_secret(client_secret)

@@ -115,11 +115,14 @@ def consent_page(
     patient_label: str | None = None,
     picker: Sequence[tuple[str, str]] | None = None,
     picker_query: str | None = None,
+    picker_search: bool = True,
     error: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
     """``params`` are the authorization request's parameters (echoed as hidden fields);
-    ``picker`` the (id, label) of patients to choose from when a clinician must pick one."""
+    ``picker`` the (id, label) of patients to choose from when a clinician must pick one
+    (with a search form), or a citizen whom the app is for: themselves or a family member they
+    act for (``picker_search`` False: the list is complete)."""
     perms = "".join(f"<li>{escape(p)}</li>" for p in permissions)
     body = (
         f'<p class="muted">{escape(t(lang, "signed_in_as", name=user_name))}</p>'
@@ -129,7 +132,7 @@ def consent_page(
     if patient_label:
         body += f"<p><strong>{escape(t(lang, 'patient'))}:</strong> {escape(patient_label)}</p>"
     choices = ""
-    if picker is not None:
+    if picker is not None and picker_search:
         search_fields = [(k, v) for k, v in params if k not in ("patient_q", "lang")]
         body += (
             f'<form method="get" action="{escape(action)}" role="search">'
@@ -139,16 +142,15 @@ def consent_page(
             f'value="{escape(picker_query or "")}">'
             f'<button type="submit" class="secondary">{escape(t(lang, "search"))}</button></form>'
         )
+    if picker is not None:
         if picker:
             items = "".join(
                 f'<label><input type="radio" name="patient" value="{escape(pid)}" required>'
                 f"{escape(label)}</label>"
                 for pid, label in picker
             )
-            choices = (
-                f'<fieldset class="pick"><legend>{escape(t(lang, "pick_patient"))}</legend>'
-                f"{items}</fieldset>"
-            )
+            legend = t(lang, "pick_patient" if picker_search else "pick_for_whom")
+            choices = f'<fieldset class="pick"><legend>{escape(legend)}</legend>{items}</fieldset>'
         elif picker_query:
             body += f"<p>{escape(t(lang, 'no_patients'))}</p>"
     body += (

@@ -279,7 +279,7 @@ def _consent(
 ) -> Response:
     cookie, new = csrf_cookie(http)
     own = user.role == "citizen"
-    query = http.param("patient_q") if must_pick else None
+    query = http.param("patient_q") if must_pick and not own else None
     resp = consent_page(
         lang,
         action=http.urls.authorize,
@@ -292,9 +292,14 @@ def _consent(
         csrf=auth.signer.csrf_token(cookie, f"consent|{user.id}"),
         logout_csrf=auth.signer.csrf_token(cookie, "logout"),
         switch_url=_switch_url(http, lang),
-        patient_label=auth.patient_label(context["patient"]) if context.get("patient") else None,
-        picker=auth.find_patients(query or "") if must_pick else None,
+        patient_label=(
+            auth.patient_label(context["patient"])
+            if context.get("patient") and not must_pick
+            else None
+        ),
+        picker=auth.patient_choices(user, query or "") if must_pick else None,
         picker_query=query,
+        picker_search=not own,
         error=error,
         status=400 if error else 200,
     )

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -185,6 +186,8 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
                 raise AccessDeniedError("A citizen can only launch with their own record")
             if (wants_patient or ctx.get("patient")) and own:
                 ctx["patient"] = own
+                if "launch/patient" in scope and (launch is None or not launch.patient):
+                    return self._citizen_choice(ctx, own, chosen_patient)
             return ctx, False
         if "launch/patient" in scope and not ctx.get("patient"):
             if chosen_patient and self._patient_exists(chosen_patient):
@@ -192,6 +195,65 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
                 return ctx, False
             return ctx, True
         return ctx, False
+
+    def _citizen_choice(
+        self, ctx: dict[str, Any], own: str, chosen: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """A citizen who may act for others (a child: :func:`family_of`) picks whom the app is
+        for: themselves or one of them. The token then carries that Patient and, for a proxy,
+        ``acting_for`` (the RelatedPerson that allows it, checked again here)."""
+        family = self.family_of(own)
+        if not family:
+            return ctx, False
+        if chosen == own:
+            return ctx, False
+        if chosen in family:
+            ctx["patient"] = chosen
+            ctx["acting_for"] = f"RelatedPerson/{family[chosen]}"
+            return ctx, False
+        return ctx, True
+
+    def family_of(self, own: str) -> dict[str, str]:
+        """Patient id -> RelatedPerson id of the patients the citizen ``Patient/own`` may act
+        for today (:func:`appointments.actors.proxy_for`: an active RelatedPerson carrying the
+        citizen's protected citizen-ID identifier, whose period covers today)."""
+        from appointments.actors import Actor, proxy_for
+        from appointments.fhirdata import CST, Reader
+        from ehr.identifiers import CITIZEN_ID_HASH_SYSTEM
+
+        today = datetime.now(CST).date()
+        out: dict[str, str] = {}
+        with Reader.open(self.store) as reader:
+            me = reader.get("Patient", own) or {}
+            hashes = [
+                str(i["value"])
+                for i in me.get("identifier") or ()
+                if i.get("system") == CITIZEN_ID_HASH_SYSTEM and i.get("value")
+            ]
+            for value in hashes[:1]:
+                found = reader.find(
+                    "RelatedPerson", [("identifier", f"{CITIZEN_ID_HASH_SYSTEM}|{value}")], limit=20
+                )
+                for rp in found:
+                    ref = str((rp.get("patient") or {}).get("reference") or "")
+                    pid = ref.split("/", 1)[1] if ref.startswith("Patient/") else None
+                    if not pid or pid == own or pid in out:
+                        continue
+                    allowed = proxy_for(reader, Actor.citizen(own), pid, today)
+                    if allowed is not None and reader.get("Patient", pid) is not None:
+                        out[pid] = str(allowed["id"])
+        return out
+
+    def patient_choices(self, user: User, query: str) -> list[tuple[str, str]]:
+        """The consent page's patient picker: a citizen's own record and those they act for
+        (no search); a clinician's search results."""
+        if user.role == "citizen" and user.patient_id:
+            own = user.patient_id
+            return [
+                (own, self.patient_label(own)),
+                *((pid, self.patient_label(pid)) for pid in self.family_of(own)),
+            ]
+        return self.find_patients(query)
 
     def _patient_exists(self, rid: str) -> bool:
         try:
@@ -258,7 +320,7 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
                 claims["organization"] = user.organization
             if user.practitioner_role:
                 claims["practitioner_role"] = user.practitioner_role
-        for k in ("patient", "encounter"):
+        for k in ("patient", "encounter", "acting_for"):
             if context.get(k):
                 claims[k] = context[k]
         token: dict[str, Any] = {
