@@ -76,6 +76,14 @@ def load(url: str, n: int) -> None:
                 )  # fmt: skip
     print(f"loaded {n} patients + {n} observations in {time.perf_counter() - t:.1f}s")
     store.dispose()
+    # fresh statistics now, so autovacuum's ANALYZE of the new tables does not run (and plans
+    # do not change) in the middle of the first measured runs
+    import psycopg
+
+    with psycopg.connect(
+        url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    ) as c:
+        c.execute("VACUUM ANALYZE")
 
 
 def backend_token(url: str, base: str) -> str:

@@ -242,6 +242,10 @@ def test_authorization_server_events(store: Store, tmp_path: Path) -> None:
         AuditRecord("operation", 200, operation="$everything", rtype="Patient", rid="a",
                     patients=["a", "b"], user="Practitioner/p1", subject="u", client_id="c"),
         AuditRecord("login", 401, kind="login", subject="u1", ip="1.1.1.1"),
+        AuditRecord("operation", 200, operation="$empi-merge", rtype="Provenance", rid="m1",
+                    user="Practitioner/p1", patients=["a", "b"], action="U",
+                    codes=[["http://ehr.example.cn/fhir/CodeSystem/empi", "merge", "Patient merge"]],
+                    detail="Patient/a merged into Patient/b"),
     ],
 )  # fmt: skip
 def test_fast_index_rows_equal_the_indexer(rec: AuditRecord) -> None:
@@ -253,3 +257,67 @@ def test_fast_index_rows_equal_the_indexer(rec: AuditRecord) -> None:
         return {k: sorted(sorted(r.items()) for r in v) for k, v in rows.items() if v}
 
     assert norm(index_rows(event)) == norm(extract(event))
+
+
+def test_empi_identity_changes_go_through_the_one_trail(store: Store, tmp_path: Path) -> None:
+    """The EMPI's AuditEvents (links, merges) are chain records like every other, written in the
+    transaction of the change: a rolled-back change leaves none, and the chain verifies."""
+    from dataclasses import replace
+
+    from test_empi_service import KEY, cid, patient
+
+    from ehr.empi.features import DEFAULT_IDENTITY
+    from ehr.empi.links import EMPI_SYSTEM
+    from ehr.empi.service import install as install_empi
+
+    install_empi(store, identity=replace(DEFAULT_IDENTITY, hmac_key=KEY))
+    # a server is running with a backlog: the EMPI's events wait their turn in chain order
+    trail = AuditTrail(
+        store, spool_dir=tmp_path / "spool", flush_interval=3600, materialize="never"
+    )
+    trail.record(AuditRecord("read", 200, rtype="Patient", rid="x", subject="c", client_id="c"))
+    trail.flush()
+    a = store.create(patient("hosp-01", "A-1", citizen=cid(7))).rid
+    b = store.create(patient("hosp-02", "B-1", citizen=cid(7))).rid
+    got = events(store)
+    assert [e["subtype"][-1]["code"] for e in got] == ["read", "link"]
+    link = got[1]
+    assert link["subtype"][-1]["system"] == EMPI_SYSTEM and link["action"] == "U"
+    assert link["agent"][0]["who"] == {"display": "EMPI (automatic matching)"}
+    assert {f"Patient/{b}"} <= {x["what"]["reference"] for x in link["entity"]}
+    assert store.search("AuditEvent", [("subtype", f"{EMPI_SYSTEM}|link")]).matches == []
+    trail.sync()  # stored in chain order once the trail catches up
+    found = store.search("AuditEvent", [("subtype", f"{EMPI_SYSTEM}|link")]).matches
+    assert [h.rid for h in found] == [link["id"]]
+    validate_resource(store.read("AuditEvent", link["id"]).resource())
+    trail.close()
+    # no trail behind: stored at once, in the same transaction
+    with pytest.raises(RuntimeError), store.write() as ctx:
+        ctx.create(patient("hosp-03", "C-1", citizen=cid(7)))
+        assert len(events(store)) == 2  # (other connection: not yet committed)
+        raise RuntimeError("the change is rolled back")
+    assert len(events(store)) == 2
+    store.create(patient("hosp-03", "C-1", citizen=cid(7)))
+    assert len(events(store)) == 3
+    assert len(store.search("AuditEvent", [("subtype", f"{EMPI_SYSTEM}|link")]).matches) == 2
+    assert a != b and verify_audit_chain(store).ok
+
+
+@pytest.mark.parametrize(
+    "rec",
+    [
+        AuditRecord("read", 200, rtype="Observation", rid="o1", subject="s", client_id="c",
+                    query='"patients":[],"resolve":true', resolve=True),
+        AuditRecord("read", 200, rtype="Observation", rid="o1", patients=["b"], resolve=True),
+        AuditRecord("read", 200, rtype="Patient", rid="a", detail="ü 患者", resolve=True),
+    ],
+)  # fmt: skip
+def test_resolving_patients_gives_the_bytes_of_the_updated_record(rec: AuditRecord) -> None:
+    """The writer adds the patients it found to a serialized record without parsing it again:
+    the hashed bytes must be exactly those of the record updated and serialized anew."""
+    from ehr.security.audit import _resolved
+
+    line = rec.line()
+    rec.patients = list(dict.fromkeys([*rec.patients, "a", "c"]))
+    rec.resolve = False
+    assert _resolved(line, ("a", "c")) == rec.line()

@@ -115,13 +115,33 @@ CELLS = [
     Cell("history-type", lambda s, w, p, i: Call("GET", "/Observation/_history"), "Observation", "s", "type-history"),
     Cell("$validate", lambda s, w, p, i: Call("POST", f"/Observation/{i}/$validate?mode=delete"), "Observation", "r", "instance"),
     Cell("$export", lambda s, w, p, i: Call("GET", "/Patient/$export?_type=Patient,Observation", headers={"Prefer": "respond-async"}), "*", "s", "bulk"),
+    Cell("$export-group", lambda s, w, p, i: Call("GET", f"/Group/{w['group']}/$export", headers={"Prefer": "respond-async"}), "*", "s", "bulk"),
+    Cell("$export-system", lambda s, w, p, i: Call("GET", "/$export?_type=Observation", headers={"Prefer": "respond-async"}), "*", "s", "bulk"),
+    Cell("history-system", lambda s, w, p, i: Call("GET", "/_history"), "*", "s", "type-history"),
+    Cell("search-system", lambda s, w, p, i: Call("GET", f"/?_type=Observation&_id={i}"), "Observation", "s", "search"),
+    Cell("search-post", lambda s, w, p, i: Call("POST", "/Observation/_search", f"subject=Patient/{p}", {"Content-Type": "application/x-www-form-urlencoded"}), "Observation", "s", "search"),
+    # the whole record: ``i`` is the Patient id here
+    Cell("$everything", lambda s, w, p, i: Call("GET", f"/Patient/{i}/$everything"), "Patient", "r", "whole-record"),
+    Cell("$summary", lambda s, w, p, i: Call("GET", f"/Patient/{i}/$summary"), "Patient", "r", "whole-record"),
+    # bundles: a write entry in a batch, a read entry in a transaction
+    Cell("batch-update", lambda s, w, p, i: Call("POST", "", {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": _put_body(i, p), "request": {"method": "PUT", "url": f"Observation/{i}"}}]}), "Observation", "u", "bundle-put", True),
+    Cell("transaction-read", lambda s, w, p, i: Call("POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "GET", "url": f"Observation/{i}"}}]}), "Observation", "r", "tx-get"),
+    # conditional interactions whose condition names the target: another patient's resource
+    # must be answered exactly as an id that does not exist (no match), and never be touched
+    Cell("conditional-create", lambda s, w, p, i: Call("POST", "/Observation", _obs(p), {"If-None-Exist": f"_id={i}"}), "Observation", "c", "cond-same"),
+    Cell("conditional-update", lambda s, w, p, i: Call("PUT", f"/Observation?_id={i}", {**_obs(p), "status": "amended"}), "Observation", "u", "cond-same", True),
+    Cell("conditional-patch", lambda s, w, p, i: Call("PATCH", f"/Observation?_id={i}", PATCH, {"Content-Type": "application/json-patch+json"}), "Observation", "u", "cond-same", True),
 ]  # fmt: skip
 
 
 def send(sa: SecureApp, token: str | None, call: Call) -> Any:
     headers = bearer(token, **(call.headers or {}))
     content = None
-    if call.body is not None:
+    if isinstance(call.body, str):  # a form
+        content = call.body
+    elif call.body is not None:
         headers.setdefault("Content-Type", FHIR_JSON)
         content = json.dumps(call.body)
     return sa.client.request(call.method, call.url, content=content, headers=headers)
@@ -135,7 +155,8 @@ def expected(role: str, cell: Cell, pid: str) -> str:
     if cell.kind in ("type-history", "bulk"):  # backend services only
         return "ok" if role == "backend" else "forbidden"
     if not type_allowed(role, cell.rtype, cell.letter) or (
-        cell.kind == "conditional" and not type_allowed(role, cell.rtype, "s")
+        cell.kind in ("conditional", "cond-same", "whole-record")
+        and not type_allowed(role, cell.rtype, "s")
     ):
         return "forbidden"
     if cell.name in ("revinclude", "has") and not type_allowed(role, "Observation", "s"):
@@ -143,16 +164,28 @@ def expected(role: str, cell: Cell, pid: str) -> str:
     if can_see(role, pid):
         return "ok"
     return {"instance": "hidden", "search": "empty", "conditional": "untouched",
-            "create": "forbidden", "bundle-get": "hidden", "bundle-tx": "forbidden"}[cell.kind]  # fmt: skip
+            "create": "forbidden", "bundle-get": "hidden", "bundle-tx": "forbidden",
+            "bundle-put": "hidden", "tx-get": "hidden", "whole-record": "hidden",
+            "cond-same": "same"}[cell.kind]  # fmt: skip
 
 
 def _scrub(text: str, rid: str) -> str:
     return text.replace(rid, "<id>")
 
 
+def _entry_response(r: Any) -> dict[str, Any]:
+    return r.json()["entry"][0]["response"]  # type: ignore[no-any-return]
+
+
+def _observations(store: Store, pid: str) -> list[tuple[str, int]]:
+    page = store.search("Observation", [("subject", f"Patient/{pid}"), ("_count", "1000")])
+    return sorted((h.rid, h.version) for h in page.matches)
+
+
 def check_cell(sa: SecureApp, w: World, role: str, tok: str | None, cell: Cell, pid: str) -> None:
     store = sa.store
-    rid = obs_id(store, w, pid, cell.fresh)
+    rid = pid if cell.kind == "whole-record" else obs_id(store, w, pid, cell.fresh)
+    before = {p: _observations(store, p) for p in ("pa", "pb")}
     call = cell.make(store, w, pid, rid)
     r = send(sa, tok, call)
     want = expected(role, cell, pid)
@@ -167,26 +200,35 @@ def check_cell(sa: SecureApp, w: World, role: str, tok: str | None, cell: Cell, 
         assert r.status_code == 403 or (
             cell.kind.startswith("bundle") and r.status_code in (200, 403)
         ), where
-        if cell.kind == "bundle-get":
-            assert r.json()["entry"][0]["response"]["status"].startswith("403"), where
-        if cell.kind in ("instance", "conditional"):  # the same for an id that does not exist
+        if cell.kind in ("bundle-get", "bundle-put"):
+            assert _entry_response(r)["status"].startswith("403"), where
+            assert "resource" not in r.json()["entry"][0], where
+        if cell.kind in ("instance", "conditional", "cond-same", "whole-record"):
             missing = cell.make(store, w, pid, f"missing-{uuid.uuid4().hex[:8]}")
-            m = send(sa, tok, missing)
+            m = send(sa, tok, missing)  # the same for an id that does not exist
             assert m.status_code == 403, where
-        assert "entry" not in r.json() or cell.kind == "bundle-get", where
+        assert "entry" not in r.json() or cell.kind.startswith("bundle"), where
+        assert {p: _observations(store, p) for p in ("pa", "pb")} == before, where
         return
     if want == "hidden":
         missing_id = f"missing-{uuid.uuid4().hex[:8]}"
         m = send(sa, tok, cell.make(store, w, pid, missing_id))
-        if cell.kind == "bundle-get":
-            got, ref = r.json()["entry"][0]["response"], m.json()["entry"][0]["response"]
+        if cell.kind in ("bundle-get", "bundle-put"):
+            got, ref = _entry_response(r), _entry_response(m)
             assert got["status"].startswith("404"), where
             assert _scrub(json.dumps(got), rid) == _scrub(json.dumps(ref), missing_id), where
             assert "resource" not in r.json()["entry"][0], where
-            return
-        assert r.status_code == 404 == m.status_code, where
+        else:
+            assert r.status_code == 404 == m.status_code, where
+            assert _scrub(r.text, rid) == _scrub(m.text, missing_id), where
+        assert {p: _observations(store, p) for p in ("pa", "pb")} == before, where  # no write
+        return
+    if want == "same":  # answered exactly as for an id that does not exist; nothing touched
+        missing_id = f"missing-{uuid.uuid4().hex[:8]}"
+        m = send(sa, tok, cell.make(store, w, pid, missing_id))
+        assert r.status_code == m.status_code and r.status_code >= 400, where
         assert _scrub(r.text, rid) == _scrub(m.text, missing_id), where
-        assert store.read("Observation", rid).version == 1, where  # nothing was written
+        assert {p: _observations(store, p) for p in ("pa", "pb")} == before, where
         return
     if want == "untouched":  # answered as if nothing matched, and nothing was deleted
         missing_id = f"missing-{uuid.uuid4().hex[:8]}"
@@ -207,18 +249,24 @@ def check_cell(sa: SecureApp, w: World, role: str, tok: str | None, cell: Cell, 
         return
     # ok
     assert r.status_code < 300, where
-    if cell.kind == "search":
+    if cell.kind in ("search", "whole-record"):
         body = r.json()
         ids = [e["resource"]["id"] for e in body.get("entry", []) if "resource" in e]
         assert (rid in ids) or (pid in ids), where
         assert not theirs.intersection(ids), where
-    if cell.kind == "bundle-get":
-        assert r.json()["entry"][0]["response"]["status"].startswith("200"), where
+        if cell.name == "$everything":  # only the types the token may read, all of them
+            types = {e["resource"]["resourceType"] for e in body["entry"]}
+            assert all(type_allowed(role, t, "r") for t in types), where
+            assert ("Observation" in types) == type_allowed(role, "Observation", "r"), where
+    if cell.kind in ("bundle-get", "bundle-put", "tx-get"):
+        assert _entry_response(r)["status"].startswith("200"), where
     if cell.name in ("delete", "conditional-delete"):
         with pytest.raises(Gone):
             store.read("Observation", rid)
-    if cell.name in ("update", "patch"):
+    if cell.name in ("update", "patch", "batch-update", "conditional-update", "conditional-patch"):
         assert store.read("Observation", rid).resource()["status"] == "amended", where
+    if cell.name == "conditional-create":  # it exists: nothing created
+        assert _observations(store, pid) == before[pid], where
     if cell.kind == "bulk":  # kicked off: a job to poll
         assert r.status_code == 202 and "$bulk-status/" in r.headers["content-location"], where
 
@@ -227,6 +275,11 @@ def check_cell(sa: SecureApp, w: World, role: str, tok: str | None, cell: Cell, 
 def test_authorization_matrix(store: Store, tmp_path: Any, role: str) -> None:
     """One role, every interaction, on its own patient's data and on the other's."""
     w = build_world(store)
+    w.ids["group"] = store.create(
+        {"resourceType": "Group", "type": "person", "actual": True,
+         "member": [{"entity": {"reference": "Patient/pa"}},
+                    {"entity": {"reference": "Patient/pb"}}]}
+    ).rid  # fmt: skip
     with secure_app(store, tmp_path, audit=False) as sa:
         token = tokens(sa)[role]
         for cell in CELLS:
@@ -237,7 +290,7 @@ def test_authorization_matrix(store: Store, tmp_path: Any, role: str) -> None:
 def test_matrix_covers_every_cell() -> None:
     """Each role gets a definite answer for each interaction and target."""
     table = {(r, c.name, p): expected(r, c, p) for r in ROLES for c in CELLS for p in ("pa", "pb")}
-    assert len(table) == len(ROLES) * len(CELLS) * 2 == 266
+    assert len(table) == len(ROLES) * len(CELLS) * 2 == 434
     assert table[("citizen_a", "read", "pa")] == "ok"
     assert table[("citizen_a", "read", "pb")] == "hidden"
     assert table[("clinician_1", "search", "pb")] == "empty"
@@ -246,6 +299,11 @@ def test_matrix_covers_every_cell() -> None:
     assert table[("backend", "history-type", "pb")] == "ok"
     assert table[("citizen_a", "$export", "pa")] == "forbidden"
     assert table[("backend", "$export", "pa")] == "ok"
+    assert table[("clinician_2", "$everything", "pa")] == "hidden"
+    assert table[("terminal", "$everything", "pb")] == "ok"  # its Patient and Appointments only
+    assert table[("citizen_b", "conditional-update", "pa")] == "same"
+    assert table[("clinician_1", "batch-update", "pb")] == "hidden"
+    assert table[("citizen_a", "history-system", "pa")] == "forbidden"
     assert {v for (r, _, _), v in table.items() if r == "anonymous"} == {"unauth"}
 
 

@@ -63,14 +63,18 @@ def clinician(sa: SecureApp, p: str, org: str) -> str:
                     role="practitioner", organization=f"Organization/{org}")  # fmt: skip
 
 
-def post(sa: SecureApp, token: str, path: str, body: Any, **headers: str) -> Any:
+def post(sa: SecureApp, token: str | None, path: str, body: Any, **headers: str) -> Any:
     h = bearer(token, **headers)
     h["Content-Type"] = FHIR_JSON
     return sa.client.post(path, content=json.dumps(body), headers=h)
 
 
 def ids(r: Any) -> list[str]:
-    return [e["resource"]["id"] for e in r.json().get("entry", []) if "resource" in e]
+    return ids_of(r.json())
+
+
+def ids_of(bundle: dict[str, Any]) -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if "resource" in e]
 
 
 def test_rules_of_a_consent() -> None:
@@ -144,6 +148,12 @@ def test_sensitive_category_hidden_except_author_org(store: Store, tmp_path: Pat
                       "serviceProvider": {"reference": "Organization/org3"}})  # fmt: skip
         psy = [store.create(_obs("pa", code="72166-2", meta={"security": [PSY]})).rid
                for _ in range(3)]  # fmt: skip
+        psy_cond = (store.create(
+            {"resourceType": "Condition", "meta": {"security": [PSY]},
+             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                            "code": "active"}]},
+             "subject": {"reference": "Patient/pa"}, "code": {"text": "精神分裂症"}}).rid)  # fmt: skip
+        hidden = {*psy, psy_cond}
         c1, c3, get = t["clinician_1"], clinician(sa, "p3", "org3"), sa.client.get
         plain = {w["obs-pa"]}
         before = ids(get("/Observation?subject=Patient/pa", headers=bearer(c1)))
@@ -164,6 +174,15 @@ def test_sensitive_category_hidden_except_author_org(store: Store, tmp_path: Pat
         assert not set(psy) & set(ids(rev)) and "pa" in ids(rev)
         everything = get("/Patient/pa/*", headers=bearer(c1))
         assert not set(psy) & set(ids(everything))
+        # $everything and $summary too, totals included
+        whole_1 = get("/Patient/pa/$everything", headers=bearer(c1)).json()
+        whole_3 = get("/Patient/pa/$everything", headers=bearer(c3)).json()
+        assert w["obs-pa"] in ids_of(whole_1) and not hidden & set(ids_of(whole_1))
+        assert hidden <= set(ids_of(whole_3)) and whole_1["total"] == whole_3["total"] - 4
+        summary_1 = get("/Patient/pa/$summary", headers=bearer(c1))
+        summary_3 = get("/Patient/pa/$summary", headers=bearer(c3))
+        assert summary_1.status_code == 200 == summary_3.status_code
+        assert "精神分裂" in summary_3.text and "精神分裂" not in summary_1.text
         # the author's organization, and the patient, still see them
         assert set(psy) <= set(ids(get("/Observation?subject=Patient/pa", headers=bearer(c3))))
         assert set(psy) <= set(ids(get("/Observation", headers=bearer(t["citizen_a"]))))
@@ -221,3 +240,29 @@ def test_break_the_glass(store: Store, tmp_path: Path) -> None:
         assert any(e["purposeOfEvent"][0]["text"] == reason for e in btg_events)
         assert {a["who"].get("reference") for e in btg_events for a in e["agent"]} >= {
             "Practitioner/p2", "Organization/org2"}  # fmt: skip
+
+
+def test_break_the_glass_by_token_claim(store: Store, tmp_path: Path) -> None:
+    """The emergency reason may come as a ``break_glass`` claim of the token (an EHR that
+    asserts it at launch) instead of the header: same access, same audit, same notice."""
+    w = build_world(store)
+    with secure_app(store, tmp_path) as sa:
+        t = tokens(sa)
+        obs = f"/Observation/{w['obs-pa']}"
+        assert sa.client.get(obs, headers=bearer(t["clinician_2"])).status_code == 404
+        emergency = sa.token("user/*.rs", sub="user-p2", fhirUser="Practitioner/p2",
+                             role="practitioner", organization="Organization/org2",
+                             break_glass="急诊 emergency")  # fmt: skip
+        assert sa.client.get(obs, headers=bearer(emergency)).status_code == 200
+        # the claim does not open what the request does not name
+        assert w["obs-pa"] not in sa.client.get("/Observation", headers=bearer(emergency)).text
+        citizen = sa.token("patient/*.rs", sub="user-b", patient="pb", fhirUser="Patient/pb",
+                           role="citizen", break_glass="x")  # fmt: skip
+        assert sa.client.get(obs, headers=bearer(citizen)).status_code == 403
+        sa.trail.sync()
+        (notice,) = store.search("Communication", [("recipient", "Patient/pa")]).matches
+        assert json.loads(notice.data)["reasonCode"][0]["text"] == "急诊 emergency"
+        events = sa.client.get("/AuditEvent?patient=pa", headers=bearer(t["citizen_a"])).json()
+        btg = [e["resource"] for e in events["entry"]
+               if e["resource"].get("purposeOfEvent", [{}])[0].get("text") == "急诊 emergency"]  # fmt: skip
+        assert len(btg) == 1 and btg[0]["outcome"] == "0"

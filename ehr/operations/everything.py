@@ -18,7 +18,9 @@ another patient's compartment (an Observation of someone else referred to by mis
 out. A resource shared by no compartment (a Practitioner, an Organization) is included. A
 resource in the compartment that *also* names another patient (a Coverage whose subscriber is a
 parent) is in this patient's compartment by definition and is included, but the references it
-holds to the other patient are not followed.
+holds to the other patient are not followed. Within a request of the secured API, only what the
+requester may see is listed (matches, includes and the total alike): the request's restriction
+(:data:`ehr.search.engine.ambient_restriction`, set by :mod:`ehr.security`) is part of the query.
 
 Parameters (declared in :data:`PARAMETERS`): ``_since`` (only resources whose
 ``meta.lastUpdated`` is at or after it), ``_type`` (only these types; references are still
@@ -59,7 +61,7 @@ from ehr.definitions import patient_compartment, resource_types
 from ehr.errors import BadRequest, Gone, NotFound
 from ehr.search.bundle import searchset_bundle
 from ehr.search.dates import instant_us
-from ehr.search.engine import SearchPage
+from ehr.search.engine import SearchPage, ambient_restriction
 from ehr.search.include import Hit, hit_columns
 from ehr.search.params import PASS_THROUGH
 from ehr.search.tables import idx_reference
@@ -314,6 +316,9 @@ def everything_page(
             max_pk = int(conn.execute(select(func.max(resources.c.pk))).scalar() or 0)
         mem = _members(ids).subquery("mem")
         conds = _conditions(r, req, max_pk)
+        restrict = ambient_restriction.get()  # what the request may see (ehr.security)
+        if restrict is not None:
+            conds.append(restrict(r, store.search_engine._ctx(conn, None)))
         joined = r.join(mem, mem.c.pk == r.c.pk)
         if total is None:
             total = int(

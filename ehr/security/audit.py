@@ -70,7 +70,7 @@ from ehr.search.dates import date_range, now_us, us_to_instant
 from ehr.search.normalize import normalize_string
 from ehr.storage.db import is_postgres
 from ehr.storage.tables import resources
-from ehr.store import Store
+from ehr.store import Store, WriteContext
 
 from .spool import Spool, orphans, read_segment
 from .tables import GENESIS, audit_chain, audit_state
@@ -84,6 +84,7 @@ __all__ = [
     "chain_events",
     "event_of",
     "index_rows",
+    "record_in_transaction",
     "verify_audit_chain",
 ]
 
@@ -175,6 +176,8 @@ class AuditRecord:
     break_glass: str | None = None  # the reason, when asserted
     detail: str | None = None  # why it was refused / failed
     site: str | None = None  # AuditEvent.source.site (set by the writer)
+    action: str | None = None  # C R U D E, when not the interaction's (ACTIONS)
+    codes: list[list[str]] = field(default_factory=list)  # more subtypes: [system, code, display]
 
     def line(self) -> bytes:
         return orjson.dumps(self)
@@ -182,8 +185,12 @@ class AuditRecord:
     @classmethod
     def from_line(cls, line: bytes) -> AuditRecord:
         raw = orjson.loads(line)
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        if raw.keys() <= _RECORD_FIELDS:  # (a line written by another version may differ)
+            return cls(**raw)
+        return cls(**{k: v for k, v in raw.items() if k in _RECORD_FIELDS})
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(AuditRecord))
 
 
 #: a queued record: (serialized line, (rtype, rid) to resolve or None, event id, recorded µs)
@@ -227,6 +234,8 @@ def event_of(
         code, display = SECURITY_TYPES.get(rec.kind, ("110113", "Security Alert"))
         etype = _coding(DCM, code, display)
         subtype = [_coding(LOCAL_SUBTYPE, rec.kind)]
+    action = rec.action or action
+    subtype += [_coding(*c[:3]) for c in rec.codes]
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": rec.id,
@@ -468,6 +477,101 @@ def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
         cp.write(data.encode("ascii"))
 
 
+#: how a record with no patients yet that asks to be resolved serializes (fixed field order)
+_UNRESOLVED = b'"patients":[],"resolve":true'
+
+
+def _resolved(line: bytes, patients: Sequence[str]) -> bytes:
+    """``line`` with ``patients`` added and ``resolve`` off: the bytes ``AuditRecord.line()``
+    gives for the updated record. The common case (no patients yet) splices them in, without
+    parsing the record again (quotes inside JSON strings are escaped, so the pattern can only
+    be the field itself)."""
+    if line.count(_UNRESOLVED) == 1:
+        fill = b'"patients":' + orjson.dumps(list(dict.fromkeys(patients))) + b',"resolve":false'
+        return line.replace(_UNRESOLVED, fill)
+    rec = AuditRecord.from_line(line)
+    rec.patients = list(dict.fromkeys([*rec.patients, *patients]))
+    rec.resolve = False
+    return rec.line()
+
+
+def _chain_append(
+    conn: Connection,
+    entries: Sequence[Entry],
+    owners: dict[tuple[str, str], tuple[str, ...]] | None = None,
+) -> list[dict[str, Any]]:
+    """Append ``entries`` to the chain in ``conn``'s transaction, holding the head row's lock
+    until it ends (one appender at a time, across processes); ``owners``: the patients found
+    for the entries to resolve. Returns the rows appended."""
+    head_q = (
+        select(audit_state.c.seq, audit_state.c.hash)
+        .where(audit_state.c.name == "head")
+        .with_for_update()
+    )
+    head = conn.execute(head_q).first()
+    if head is None:  # the first append ever (a race ends in an IntegrityError: retry)
+        _ensure_state(conn, "head")
+        head = conn.execute(head_q).one()
+    seq, prev = int(head.seq), str(head.hash)
+    rows = []
+    for line, key, event_id, recorded in entries:
+        if key is not None and owners and owners.get(key):
+            line = _resolved(line, owners[key])
+        seq += 1
+        digest = chain_hash(prev, line)
+        rows.append(
+            {"seq": seq, "event_id": event_id, "recorded": recorded,
+             "record": line, "prev_hash": prev, "hash": digest}
+        )  # fmt: skip
+        prev = digest
+    _insert_rows(conn, rows)
+    conn.execute(update(audit_state).where(audit_state.c.name == "head").values(seq=seq, hash=prev))
+    return rows
+
+
+def _store_events(
+    ctx: WriteContext, store: Store, rows: Iterable[tuple[str, bytes]], site: str
+) -> None:
+    """Store chain records ``(event_id, record)`` as AuditEvent resources (in ``ctx``)."""
+    fast = _standard_auditevent_params(store)
+    ts = now_us()
+    for event_id, record in rows:
+        ts = max(ts + 1, now_us())
+        event = event_of(AuditRecord.from_line(bytes(record)), site=site)
+        body = stamp(event, event_id, 1, ts)
+        idx = index_rows(body) if fast else store.index(body)
+        ctx.repo.insert_new("AuditEvent", event_id, ts, dumps(body), idx)
+
+
+def record_in_transaction(
+    ctx: WriteContext, records: Sequence[AuditRecord], *, site: str = "ehr-exchange"
+) -> None:
+    """Write ``records`` to the audit trail inside ``ctx``'s transaction, so they commit or roll
+    back with the change they record (the EMPI's identity changes: :mod:`ehr.empi.audit`).
+
+    They are appended to the chain at once (the head row stays locked until the transaction
+    ends: keep such transactions short), and stored as AuditEvent resources at once too when
+    the trail has no backlog (no server, or an idle one); otherwise the server's
+    :class:`AuditTrail` stores them in chain order with the rest."""
+    if not records:
+        return
+    conn = ctx.conn
+    for rec in records:
+        rec.site = rec.site or site
+    rows = _chain_append(conn, [_entry(rec) for rec in records])
+    _ensure_state(conn, "materialized")
+    stmt = select(audit_state.c.seq).where(audit_state.c.name == "materialized")
+    if is_postgres(conn):
+        stmt = stmt.with_for_update(skip_locked=True)  # a trail materializing: leave it to it
+    at = conn.execute(stmt).scalar()
+    if at is None or int(at) != rows[0]["seq"] - 1:
+        return
+    _store_events(ctx, ctx.store, [(r["event_id"], r["record"]) for r in rows], site)
+    conn.execute(
+        update(audit_state).where(audit_state.c.name == "materialized").values(seq=rows[-1]["seq"])
+    )
+
+
 def _ensure_state(conn: Connection, name: str) -> None:
     if conn.execute(select(audit_state.c.seq).where(audit_state.c.name == name)).first() is None:
         conn.execute(insert(audit_state).values(name=name, seq=0, hash=GENESIS))
@@ -681,37 +785,8 @@ class AuditTrail:
                         entries = [e for e in entries if e[2] not in known]
                         if not entries:
                             return
-                    head_q = (
-                        select(audit_state.c.seq, audit_state.c.hash)
-                        .where(audit_state.c.name == "head")
-                        .with_for_update()
-                    )
-                    head = conn.execute(head_q).first()
-                    if head is None:  # the first append ever (a race ends in a retry)
-                        _ensure_state(conn, "head")
-                        head = conn.execute(head_q).one()
-                    seq, prev = int(head.seq), str(head.hash)
                     owners = self._patients(conn, {e[1] for e in entries if e[1] is not None})
-                    rows = []
-                    for line, key, event_id, recorded in entries:
-                        if key is not None and owners.get(key):
-                            rec = AuditRecord.from_line(line)
-                            rec.patients = list(dict.fromkeys([*rec.patients, *owners[key]]))
-                            rec.resolve = False
-                            line = rec.line()
-                        seq += 1
-                        digest = chain_hash(prev, line)
-                        rows.append(
-                            {"seq": seq, "event_id": event_id, "recorded": recorded,
-                             "record": line, "prev_hash": prev, "hash": digest}
-                        )  # fmt: skip
-                        prev = digest
-                    _insert_rows(conn, rows)
-                    conn.execute(
-                        update(audit_state)
-                        .where(audit_state.c.name == "head")
-                        .values(seq=seq, hash=prev)
-                    )
+                    _chain_append(conn, entries, owners)
                 return
             except IntegrityError:
                 if attempt == 2:
@@ -749,14 +824,7 @@ class AuditTrail:
                 ).all()
                 if not rows:
                     return 0
-                fast = _standard_auditevent_params(self.store)
-                ts = now_us()
-                for _, event_id, record in rows:
-                    ts = max(ts + 1, now_us())
-                    event = event_of(AuditRecord.from_line(bytes(record)), site=self.site)
-                    body = stamp(event, event_id, 1, ts)
-                    idx = index_rows(body) if fast else self.store.index(body)
-                    ctx.repo.insert_new("AuditEvent", event_id, ts, dumps(body), idx)
+                _store_events(ctx, self.store, [(r[1], r[2]) for r in rows], self.site)
                 conn.execute(
                     update(audit_state)
                     .where(audit_state.c.name == "materialized")

@@ -21,7 +21,8 @@ Specs: SMART App Launch 2 scopes
    or nurse) the patients they treat (:mod:`ehr.security.treatment`) and non-compartment types;
    other users (administrators, users of an external issuer without a role) only
    non-compartment types. A ``patient/`` scope narrows that to the token's patient context
-   (a clinician's launch patient must still be one they treat; a citizen's is their own).
+   (a clinician's launch patient must still be one they treat; a citizen's is their own, or
+   one they act for: the token's ``acting_for`` claim, set by our authorization server).
 3. **Consent** binds users other than the patient (:mod:`ehr.security.consent`).
 4. **Break-the-glass**: a clinician's asserted reason lifts treatment and consent rules for the
    patient(s) the request names (the resource's patients, the compartment, the operation's
@@ -39,10 +40,10 @@ thread) refuses what needs the database to decide:
 
 Bulk Data (``$export``, ``$import``, a job's status and files) is for backend services with
 ``system/`` scopes only: its output is neither compartment- nor consent-filtered, and a job
-belongs to a client, not to a user. ``$everything``/``$summary`` (built outside the search
-engine) are refused to requesters whose restriction is more than the patient compartment
-(consent, constrained or per-type scopes); EMPI operations (``$match``, ``$merge``…) to confined
-requesters.
+belongs to a client, not to a user. ``$everything`` and ``$summary`` apply the request's
+restriction in their queries (compartment, consent, per-type and constrained scopes), so they
+are open to whoever may read the Patient; EMPI operations (``$match``, ``$merge``…) are refused
+to confined requesters.
 
 The :class:`Guard` then carries the SQL restriction for searches and conditional matches
 (:data:`ehr.search.engine.ambient_restriction`) and checks every write body before it is stored
@@ -113,13 +114,36 @@ OPERATION_LETTERS = {
     "meta": "r",
     "lastn": "s",
     "stats": "s",
+    # the appointment services (appointments.http): letters on the operation's type; an
+    # instance operation also needs "r" (added by letters_for)
+    "find": "s",
+    "hold": "c",
+    "book": "c",
+    "waitlist": "c",
+    "checkin": "u",
+    "cancel": "u",
+    "reschedule": "u",
+    "noshow": "u",
+    "generate-slots": "u",
+    "cancel-session": "u",
+    "queue": "r",
+    "call-next": "u",
+    "finish": "u",
+    "ward-worklist": "r",
+    "identify": "s",
+    "record-vitals": "c",
+    "administer": "u",
+    "clinic-list": "r",
+    "trend": "rs",
+    "note": "u",
+    "orders": "u",
 }
-#: operations whose output is built outside the search engine, so the request's restriction
-#: (consent, scope constraints, types) is not applied to it: a requester whose restriction would
-#: filter more than the patient compartment may not run them (403). Relax an entry once its
-#: route ANDs :data:`ehr.search.engine.ambient_restriction` (or filters with
-#: :meth:`Guard.filter_pks`).
-UNFILTERED_OUTPUT = frozenset({"everything", "summary"})
+#: operations whose output is built outside the search engine without the request's restriction
+#: (consent, scope constraints, types): a requester whose restriction would filter more than the
+#: patient compartment may not run them (403). An operation leaves this set once its query ANDs
+#: :data:`ehr.search.engine.ambient_restriction` (as ``$everything`` and ``$summary`` do) or
+#: filters with :meth:`Guard.filter_pks`.
+UNFILTERED_OUTPUT: frozenset[str] = frozenset()
 #: identity administration (EMPI): backend services and unconfined requesters only
 ADMINISTRATIVE = frozenset(
     {"match", "merge", "unmerge", "empi-link", "empi-unlink", "empi-resolve"}
@@ -436,9 +460,10 @@ class Policy:
         if not principal.is_user:
             return Reach(everyone=False, ids=frozenset({pid}))
         if principal.is_citizen:
-            return Reach(
-                everyone=False, ids=frozenset({pid} if pid == principal.own_patient else ())
-            )
+            # their own record, or a family member's they act for: the authorization server
+            # checked the RelatedPerson when it put that patient and ``acting_for`` in the token
+            mine = pid == principal.own_patient or bool(principal.claims.get("acting_for"))
+            return Reach(everyone=False, ids=frozenset({pid} if mine else ()))
         if principal.is_clinician:
             treated = treated_patients(principal)
             return Reach(

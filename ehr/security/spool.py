@@ -7,8 +7,9 @@ the queue, and deletes the old segments once their records are committed to ``au
 A segment is a file mapped into memory (``mmap``, shared), its blocks allocated and its pages
 faulted in beforehand by the writer thread (the next segment is always ready): an append is a
 copy into the page cache, with no system call and no page fault, so the request path neither
-waits for the disk nor gives up Python's interpreter lock. The writer thread ``msync``s the
-segment every ``fsync_interval``.
+waits for the disk nor gives up Python's interpreter lock. The writer thread makes the segment
+durable every ``fsync_interval`` (``fdatasync``, which is what ``msync`` does for a shared file
+mapping on Linux, without holding the interpreter lock meanwhile).
 
 Guarantee: a process that dies (crash, kill -9) loses no audit record: the mapped pages belong
 to the file in the page cache, which outlives the process, and the next process that starts on
@@ -55,6 +56,8 @@ class _Segment:
             self.map[offset] = 0
         self.size = size
         self.used = 0
+        self.synced = 0
+        self.closed = False
         self.records = 0
 
     def fits(self, n: int) -> bool:
@@ -67,12 +70,21 @@ class _Segment:
         self.records += 1
 
     def sync(self) -> None:
-        with contextlib.suppress(ValueError, OSError):  # closed during shutdown
-            self.map.flush(0, min(self.size, mmap.PAGESIZE * (self.used // mmap.PAGESIZE + 1)))
+        # fdatasync rather than mmap.flush (msync): on Linux msync(MS_SYNC) of a shared file
+        # mapping is an fsync of that file range, so the guarantee is the same, but os.fdatasync
+        # releases the interpreter lock while the disk works (mmap.flush holds it, stalling
+        # every request of the process); and nothing to do when nothing was appended.
+        used = self.used
+        if used == self.synced or self.closed:
+            return
+        with contextlib.suppress(OSError):
+            os.fdatasync(self.fd)
+        self.synced = used
 
     def close(self, *, delete: bool) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self.map.flush()
+        if not delete:
+            self.sync()
+        self.closed = True
         self.map.close()
         if delete:
             self.path.unlink(missing_ok=True)

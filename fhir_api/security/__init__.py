@@ -11,7 +11,9 @@ What :func:`install` does:
 
 * mounts the authorization server (:func:`fhir_api.auth.install`) unless it is already there;
 * sets ``app.state.authorizer`` to :class:`~.authorizer.SmartAuthorizer` (or, with
-  ``EHR_AUTH_DISABLED=1``, an open one that still audits);
+  ``EHR_AUTH_DISABLED=1``, an open one that still audits), and puts it in front of the domain
+  ``$operations`` mounted outside the FHIR interaction routes (appointments, nurse station,
+  workstation, health one-card: :mod:`.domain`);
 * adds the store's write hooks: the guard pair (:class:`ehr.security.GuardHooks`) and the
   consent-rules hook (:class:`ehr.security.ConsentRulesHook`);
 * starts the audit trail (:class:`ehr.security.AuditTrail`) with its outermost middleware and
@@ -37,6 +39,7 @@ from ehr.store import Store
 
 from .authorizer import OpenAuthorizer, SmartAuthorizer, target_of
 from .config import SecuritySettings
+from .domain import gate_domain_routes
 from .middleware import AuditMiddleware
 
 __all__ = [
@@ -147,6 +150,7 @@ def install(
             revocation_ttl_s=config.revocation_ttl_s,
         )
     state.authorizer = authorizer
+    gate_domain_routes(app)
     state.security = _security_section(app)
     state.capability_cache.clear()
     if trail is not None:

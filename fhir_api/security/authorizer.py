@@ -204,15 +204,26 @@ class SmartAuthorizer:
 
     # -- the hook ------------------------------------------------------------------------------
     async def __call__(self, request: Request, access: Access) -> None:
+        await self.authorize(request, access)
+
+    async def authorize(
+        self, request: Request, access: Access, *, hand_down: bool = True, policy: bool = True
+    ) -> None:
+        """The check of one request (see the module docstring). ``hand_down=False``: decide
+        (scopes, the instance check, break-the-glass, audit) but do not restrict the store calls
+        of the request (a domain service that applies its own rules: :mod:`.domain`).
+        ``policy=False``: only authenticate (the route checks its own operation scopes)."""
         try:
-            await self._authorize(request, access)
+            await self._authorize(request, access, hand_down=hand_down, policy=policy)
         except FhirError as exc:
             ctx = audit_context(request)
             if ctx is not None:
                 ctx.detail = exc.diagnostics
             raise
 
-    async def _authorize(self, request: Request, access: Access) -> None:
+    async def _authorize(
+        self, request: Request, access: Access, *, hand_down: bool, policy: bool
+    ) -> None:
         ctx = audit_context(request)
         target = target_of(request, access)
         if ctx is not None:
@@ -229,6 +240,8 @@ class SmartAuthorizer:
                 503, "transient", "The audit trail is backlogged; try again shortly",
                 headers={"Retry-After": "5"},
             )  # fmt: skip
+        if not policy:
+            return
         guard = self.policy.plan(principal, target)
         if ctx is not None:
             ctx.guard = guard
@@ -236,7 +249,8 @@ class SmartAuthorizer:
             await in_thread(guard.precheck)
         if self.trail is not None and _touches_audit(target):
             await in_thread(self.trail.sync)
-        install_guard(request, guard)
+        if hand_down:
+            install_guard(request, guard)
 
 
 def install_guard(request: Request, guard: Guard) -> None:
@@ -265,6 +279,11 @@ class OpenAuthorizer:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+
+    async def authorize(
+        self, request: Request, access: Access, *, hand_down: bool = True, policy: bool = True
+    ) -> None:
+        await self(request, access)
 
     async def __call__(self, request: Request, access: Access) -> None:
         ctx = audit_context(request)
