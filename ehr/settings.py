@@ -17,8 +17,9 @@ EHR_STATEMENT_TIMEOUT_MS       per-statement time limit on PostgreSQL           
 EHR_REQUEST_TIMEOUT_S          time limit of one API request                          60
 EHR_MAX_BUNDLE_ENTRIES         most entries in one batch / transaction Bundle         10000
 EHR_DB_POOL_SIZE               connections per worker process (PostgreSQL)            20
-EHR_EMPI                       1: match every Patient write into golden records        0 (off)
-                               (the EMPI; $match/$merge work either way)
+EHR_EMPI                       1: match every Patient write into golden records        1 (on)
+                               (the EMPI); 0 turns matching off ($match, $merge and
+                               golden-record searches work either way)
 EHR_CITIZEN_ID_KEY             HMAC key protecting citizen ID numbers (hashed for     demo key
                                matching; set a secret one in production)
 =============================  =====================================================  ==========
@@ -48,7 +49,7 @@ class Settings(BaseSettings):
     request_timeout_s: float = 60.0
     max_bundle_entries: int = 10_000
     db_pool_size: int = 20
-    empi: bool = False
+    empi: bool = True
     citizen_id_key: str = "ehr-demo-only: citizen-id hmac key, never use in production"
 
     def resolved_database_url(self) -> str:

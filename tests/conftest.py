@@ -24,10 +24,18 @@ from ehr.storage.migrate import upgrade
 from ehr.storage.tables import metadata
 from ehr.store import Store
 
-PG_ADMIN_URL = os.environ.get("EHR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "EHR_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REQUIRE_PG = os.environ.get("CI", "").lower() == "true" or os.environ.get("EHR_REQUIRE_PG") == "1"
 
 _ = INDEX_TABLES  # the index tables are part of the metadata truncated between tests
+
+# The served product matches every Patient write (EMPI, ehr.settings ``empi`` defaults on). Tests
+# that are not about the EMPI run without it, by configuration: the EMPI tests turn it on
+# themselves (``Settings(empi=True)``, ``ehr.empi.service.install``). ``EHR_EMPI=1 pytest``
+# runs the whole suite with it on.
+os.environ.setdefault("EHR_EMPI", "0")
 
 
 def _pg_available() -> str | None:

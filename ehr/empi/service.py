@@ -16,22 +16,18 @@ Modules: :mod:`ehr.empi.links` (the FHIR shape: golden records, links, survivors
 :mod:`ehr.empi.hook` (matching on every write, concurrency), :mod:`ehr.empi.candidates`
 (blocking rows and scoring in the database), :mod:`ehr.empi.review` (the Task queue),
 :mod:`ehr.empi.merge` ($merge, unmerge, consent), :mod:`ehr.empi.match` ($match),
-:mod:`ehr.empi.audit` (AuditEvent per identity change).
+:mod:`ehr.empi.audit` (AuditEvent per identity change), :mod:`ehr.empi.spans` (a citizen's
+records in searches and ``$everything``).
 
-**Searches and $everything across a citizen's records.** A golden record has no clinical data
-of its own: the hospitals' records hold it. :func:`linked_patient_ids` gives the Patient ids
-whose records make up a patient's record: for a golden record, itself and all its sources; for
-a hospital record, itself (and the duplicates merged into it), so a hospital's own view is
-unchanged. ``$everything`` on a golden record passes these as ``patient_ids``
-(:func:`ehr.operations.everything.everything_page`). :func:`expand_search_params` rewrites a
-search so that ``Patient/<golden>`` in a reference parameter (or any ``Patient/x`` with the HAPI
-``:mdm`` modifier, e.g. ``Observation?subject:mdm=Patient/x``) means every record of that
-citizen.
+**Searches and $everything across a citizen's records** are in :mod:`ehr.empi.spans`
+(re-exported here): :func:`linked_patient_ids` (what ``$everything`` on a golden record spans),
+:func:`person_patient_ids`, :func:`expand_search_params` (``Patient/<golden>`` and HAPI's
+``:mdm`` qualifier) and :func:`search` (the search route's hook). Expansion never widens what a
+requester may see.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -50,19 +46,21 @@ from ehr.empi.golden import (
 from ehr.empi.hook import Empi, get_empi, install
 from ehr.empi.links import (
     golden_ids_of,
-    golden_sources,
     is_golden,
     link_entry,
     link_info,
-    load_patients,
-    patient_ref_id,
-    referring_patients,
 )
 from ehr.empi.match import match_operation, patient_match
 from ehr.empi.merge import merge, merge_operation, unmerge
 from ehr.empi.review import resolve_review, review_tasks
-from ehr.errors import BadRequest, Conflict, Gone, NotFound
-from ehr.storage.repository import Repository
+from ehr.empi.spans import (
+    expand_search_params,
+    golden_record_id,
+    linked_patient_ids,
+    person_patient_ids,
+    search,
+)
+from ehr.errors import BadRequest, Conflict, NotFound
 from ehr.storage.tables import resources
 from ehr.store import Store
 from ehr.validation import check_id
@@ -83,113 +81,10 @@ __all__ = [
     "person_patient_ids",
     "resolve_review",
     "review_tasks",
+    "search",
     "unlink",
     "unmerge",
 ]
-
-
-# ------------------------------------------------------------------------------ lookups
-
-
-def _current_patient(store: Store, patient_id: str) -> dict[str, Any]:
-    check_id(patient_id)
-    with store.read_conn() as conn:
-        cur = Repository(conn).current("Patient", patient_id)
-    if cur is None:
-        raise NotFound(f"Patient/{patient_id} not found")
-    if cur.deleted or cur.data is None:
-        raise Gone(f"Patient/{patient_id} was deleted")
-    return orjson.loads(cur.data)  # type: ignore[no-any-return]
-
-
-def golden_record_id(store: Store, patient_id: str) -> str | None:
-    """The golden record of ``patient_id`` (itself if it is one); None if it has none."""
-    data = _current_patient(store, patient_id)
-    if is_golden(data):
-        return patient_id
-    with store.read_conn() as conn:
-        return golden_ids_of(conn, [patient_id]).get(patient_id)
-
-
-def linked_patient_ids(store: Store, patient_id: str) -> list[str]:
-    """The Patient ids whose records make up ``patient_id``'s record, ``patient_id`` first:
-    a golden record spans all its sources; a hospital's record is itself plus the duplicates
-    merged into it (``replaced-by`` it). 404 / 410 for an unknown or deleted Patient."""
-    data = _current_patient(store, patient_id)
-    ids = [patient_id]
-    if is_golden(data):
-        ids += [s for s in golden_sources(data) if s not in ids]
-    with store.read_conn() as conn:
-        for pid in list(ids):
-            refs = [r for r in referring_patients(conn, pid) if r not in ids]
-            for rid, (_, _, other) in load_patients(conn, refs).items():
-                if not is_golden(other) and any(
-                    link.get("type") == "replaced-by" and patient_ref_id(link.get("other")) == pid
-                    for link in other.get("link") or ()
-                ):
-                    ids.append(rid)
-    return ids
-
-
-def person_patient_ids(store: Store, patient_id: str) -> list[str]:
-    """Every Patient id of the citizen ``patient_id`` belongs to: its golden record and all the
-    golden record's sources (``patient_id`` first)."""
-    gid = golden_record_id(store, patient_id)
-    if gid is None:
-        return linked_patient_ids(store, patient_id)
-    ids = [patient_id, *linked_patient_ids(store, gid)]
-    return list(dict.fromkeys(ids))
-
-
-def expand_search_params(store: Store, params: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Search parameters with citizen-wide Patient references expanded (HAPI MDM style):
-
-    - ``name:mdm=Patient/x[,…]``: the modifier is dropped and each value becomes every record
-      of that citizen (:func:`person_patient_ids`);
-    - ``name=Patient/<golden>`` (no modifier): the golden record's :func:`linked_patient_ids`.
-
-    Other parameters, and ``link`` (which is about the golden records themselves), pass as they
-    are. The caller applies its access rules to the expanded list."""
-    values: set[str] = set()
-    for name, value in params:
-        if not name.startswith("_") and name.split(":", 1)[0] != "link":
-            values.update(v[len("Patient/") :] for v in value.split(",") if _is_patient_ref(v))
-    with store.read_conn() as conn:
-        rows = load_patients(conn, values)
-    goldens = {pid for pid, (_, _, data) in rows.items() if is_golden(data)}
-    out: list[tuple[str, str]] = []
-    for name, value in params:
-        base, _, modifier = name.partition(":")
-        if modifier == "mdm":
-            ids: list[str] = []
-            for v in value.split(","):
-                if not _is_patient_ref(v):
-                    raise BadRequest(f"{name}: ':mdm' takes Patient references ({v!r})", "value")
-                ids += person_patient_ids(store, v[len("Patient/") :])
-            out.append((base, ",".join(f"Patient/{i}" for i in dict.fromkeys(ids))))
-        elif (
-            base != "link"
-            and not name.startswith("_")
-            and any(
-                _is_patient_ref(v) and v[len("Patient/") :] in goldens for v in value.split(",")
-            )
-        ):
-            expanded: list[str] = []
-            for v in value.split(","):
-                if _is_patient_ref(v) and v[len("Patient/") :] in goldens:
-                    expanded += [
-                        f"Patient/{i}" for i in linked_patient_ids(store, v[len("Patient/") :])
-                    ]
-                else:
-                    expanded.append(v)
-            out.append((name, ",".join(dict.fromkeys(expanded))))
-        else:
-            out.append((name, value))
-    return out
-
-
-def _is_patient_ref(v: str) -> bool:
-    return v.startswith("Patient/") and v.count("/") == 1 and len(v) > len("Patient/")
 
 
 # ------------------------------------------------------------------------- link / unlink
