@@ -3,6 +3,9 @@
     .venv/bin/python bench/bench_search.py                       # 10k and 100k scales
     .venv/bin/python bench/bench_search.py --scales 10k --reuse  # keep a loaded database
     .venv/bin/python bench/bench_search.py --http                # also HTTP + wrk
+    .venv/bin/python bench/bench_search.py --scales 10k --reuse --only _has --only birthdate
+    .venv/bin/python bench/bench_search.py --write-cost          # what revision 0009 costs writes
+    .venv/bin/python bench/bench_search.py --scales 10k --reuse --compare-with /tmp/old  # 0009 A/B
 
 Data (our own generator, deterministic, :func:`patient_block`): per scale N patients with Chinese
 names (hanzi ``official`` + pinyin ``usual``, surnames drawn with their real frequencies, so
@@ -733,7 +736,8 @@ def http_figures(
             lua = (
                 "paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
                 "i = 0\nrequest = function()\n  i = i % #paths + 1\n"
-                "  return wrk.format('GET', paths[i], {Accept='application/fhir+json'})\nend\n"
+                "  return wrk.format('GET', paths[i], {Accept='application/fhir+json', "
+                f"Authorization='Bearer {base.token}'}})\nend\n"
             )
             out[name] = _wrk(base.rsplit("/fhir", 1)[0], lua, seconds)
             print(f"[http] {name:<48} {out[name]}")
@@ -789,6 +793,22 @@ def measure(scale: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
         results["http"] = http_figures(url, s, qs, args.http_seconds)
     store.dispose()
     return results
+
+
+def only_c1(scale: str, url: str, args: argparse.Namespace) -> None:
+    """``--only``: c1 latency (min, p50, p95, p99) of the chosen queries, printed."""
+    from ehr.store import Store
+
+    store = Store(url, pool_size=4, custom_search_parameters=False)
+    qs = queries(Samples(url))
+    print(f"[{scale}] load average {os.getloadavg()[0]:.1f}")
+    for name, q in qs.items():
+        if not any(o in name for o in args.only):
+            continue
+        lat = time_c1(store, q, args.iterations)
+        print(f"[{scale}] {name:<48} min {min(lat):7.2f}  p50 {percentile(lat, 50):7.2f}  "
+              f"p95 {percentile(lat, 95):7.2f}  p99 {percentile(lat, 99):7.2f} ms")  # fmt: skip
+    store.dispose()
 
 
 def counts(url: str) -> dict[str, int]:
@@ -889,6 +909,144 @@ def report_from_json(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_cost(args: argparse.Namespace) -> int:
+    """What revision 0009's indexes (``ix_resources_rid_live``, ``ix_idx_reference_source``,
+    the GIN ``ix_idx_string_grams``) cost on the write path: the same generated patient blocks
+    written through :meth:`ehr.Store.write` (one block = a patient with its ~15 resources per
+    transaction; indexed, not validated) into two empty databases, one migrated to
+    ``0005`` (the revision before) and one to ``head``, alternating blocks of
+    ``--write-batch`` patients between them so both see the same machine load."""
+    from sqlalchemy import text
+
+    from ehr.storage.db import make_engine
+    from ehr.storage.migrate import upgrade
+    from ehr.store import Store
+
+    stores: dict[str, Any] = {}
+    for rev in ("0005", "head"):
+        url = fresh_pg_database(f"ehr_bench_search_write_{rev}")
+        eng = make_engine(url)
+        upgrade(eng, rev)
+        if rev == "head" and args.write_drop:  # which index costs what
+            with eng.begin() as c:
+                for name in args.write_drop:
+                    c.execute(text(f'DROP INDEX "{name}"'))
+        eng.dispose()
+        stores[rev] = Store(url, pool_size=2, custom_search_parameters=False)
+    orgs, pracs = org_ids(), practitioner_ids()
+    for st in stores.values():  # the references' targets, outside the timing
+        with st.write() as ctx:
+            for res in organizations() + practitioners():
+                ctx.insert_with_id(res["resourceType"], res["id"], res)
+    spent = {rev: 0.0 for rev in stores}
+    written = {rev: 0 for rev in stores}
+    n = args.write_patients
+    for start in range(0, n, args.write_batch):
+        blocks = [
+            patient_block(i, orgs, pracs) for i in range(start, min(n, start + args.write_batch))
+        ]
+        order = list(stores) if (start // args.write_batch) % 2 == 0 else list(reversed(stores))
+        for rev in order:
+            t0 = time.perf_counter()
+            for block in blocks:
+                with stores[rev].write() as ctx:
+                    for res in block:
+                        ctx.insert_with_id(res["resourceType"], res["id"], res)
+            spent[rev] += time.perf_counter() - t0
+            written[rev] += sum(len(b) for b in blocks)
+    dropped = f" (head without {', '.join(args.write_drop)})" if args.write_drop else ""
+    print(f"write cost{dropped}, {n} patients ({written['head']} resources) per database, "
+          f"load average {os.getloadavg()[0]:.1f} at the end:")  # fmt: skip
+    for rev in stores:
+        print(f"  revision {rev:<5} {written[rev] / spent[rev]:8.1f} resources/s "
+              f"({spent[rev]:.1f} s)")  # fmt: skip
+    print(f"  head / 0005: {spent['head'] / spent['0005']:.3f} of the time")
+    for st in stores.values():
+        st.dispose()
+    return 0
+
+
+#: searches whose plans revision 0009 changed (``--compare-with``)
+COMPARED = {
+    "_has, common code": ("Patient", [("_has:Condition:patient:code", f"{ICD10}|I10")]),
+    "_has, rarer code": ("Patient", [("_has:Condition:patient:code", f"{ICD10}|N39.0")]),
+    "birthdate range": ("Patient", [("birthdate", "ge1976-01-01"), ("birthdate", "lt1977-01-01")]),
+    "name:contains=秀英": ("Patient", [("name:contains", "秀英")]),
+}
+_CAPTURE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from sqlalchemy import event
+from ehr.store import Store
+store = Store(sys.argv[2], pool_size=1, custom_search_parameters=False)
+engines = {id(e): e for e in (store.engine, getattr(store, "_read_engine", store.engine))}
+out = {}
+for name, (rtype, params) in json.loads(sys.argv[3]).items():
+    got = []
+    def grab(conn, cursor, statement, parameters, context, executemany):
+        if "max(resources.pk)" not in statement and "WHERE resources.pk IN" not in statement:
+            got.append((statement, parameters))
+    for e in engines.values():
+        event.listen(e, "before_cursor_execute", grab)
+    store.search(rtype, params)
+    for e in engines.values():
+        event.remove(e, "before_cursor_execute", grab)
+    out[name] = got
+print(json.dumps(out, default=str))
+"""
+#: the indexes of revision 0009, dropped (in a rolled-back transaction) for the old code
+INDEXES_0009 = ("ix_resources_rid_live", "ix_idx_reference_source", "ix_idx_string_chars")
+
+
+def compare_sql(url: str, old_tree: str, rounds: int) -> None:
+    """``--compare-with OLD``: the server-side time (EXPLAIN ANALYZE, page + count) of the SQL
+    that the code in ``OLD`` (a tree with ``ehr/``, e.g. ``git archive <rev> ehr | tar -x -C
+    OLD``) and this code run for :data:`COMPARED`, alternating round by round; the old SQL runs
+    in a transaction that dropped the 0009 indexes and is rolled back."""
+    import statistics
+    import subprocess
+
+    import psycopg
+
+    def capture(tree: str) -> dict[str, list[tuple[str, Any]]]:
+        run = subprocess.run(
+            [sys.executable, "-c", _CAPTURE, tree, url, json.dumps(COMPARED)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return dict(json.loads(run.stdout.strip().splitlines()[-1]))
+
+    stmts = {"old": capture(old_tree), "new": capture(str(ROOT))}
+    times: dict[str, dict[str, list[float]]] = {k: {"old": [], "new": []} for k in COMPARED}
+    with psycopg.connect(_pg_dsn(url)) as conn:
+
+        def run(kind: str, name: str) -> float:
+            total = 0.0
+            for sql, params in stmts[kind][name]:
+                with conn.cursor() as cur:
+                    cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+                    row = cur.fetchone()
+                    assert row is not None
+                    total += float(row[0][0]["Execution Time"])
+            return total
+
+        for _ in range(rounds):
+            for kind in ("old", "new"):
+                if kind == "old":
+                    with conn.cursor() as cur:
+                        for name in INDEXES_0009:
+                            cur.execute(f'DROP INDEX IF EXISTS "{name}"')
+                for name in COMPARED:
+                    times[name][kind].append(run(kind, name))
+                conn.rollback()
+    print(f"server time (ms) of old ({old_tree}) and new SQL, {rounds} rounds, load average "
+          f"{os.getloadavg()[0]:.1f}:")  # fmt: skip
+    print("| query | old min | old median | new min | new median |\n|---|---|---|---|---|")
+    for name, t in times.items():
+        o, n = t["old"], t["new"]
+        print(f"| {name} | {min(o):.1f} | {statistics.median(o):.1f} | {min(n):.1f} | "
+              f"{statistics.median(n):.1f} |")  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -909,7 +1067,24 @@ def main() -> int:
         "--from-json", default=None, help="report these saved figures (EXPLAINs are run again)"
     )
     ap.add_argument("--note", default="", help="a line added to the report (e.g. machine load)")
+    ap.add_argument(
+        "--only", action="append", default=[],
+        help="measure only the queries whose name contains this (repeatable; c1 only, no report)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--write-cost", action="store_true", help="measure what revision 0009 costs on writes"
+    )
+    ap.add_argument("--write-patients", type=int, default=400)
+    ap.add_argument("--write-batch", type=int, default=20)
+    ap.add_argument("--write-drop", action="append", default=[], help="drop this 0009 index first")
+    ap.add_argument(
+        "--compare-with", metavar="OLD_TREE",
+        help="compare the SQL of the code in OLD_TREE with this code's (server time, 0009)",
+    )  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
+    if args.write_cost:
+        return write_cost(args)
     from sqlalchemy import create_engine, text
 
     eng = create_engine(PG_ADMIN)
@@ -924,6 +1099,12 @@ def main() -> int:
         if load_figures:
             print(f"[{scale}] loaded: {load_figures}")
         if args.load_only:
+            continue
+        if args.compare_with:
+            compare_sql(url, args.compare_with, args.rounds)
+            continue
+        if args.only:
+            only_c1(scale, url, args)
             continue
         r = measure(scale, url, args)
         r["load"] = load_figures

@@ -291,6 +291,9 @@ class CustomSearchParameters:
         self._mark: tuple[int, int] | None = None
         self._checked = float("-inf")
         self._lock = threading.RLock()
+        #: bumped whenever the custom parameters in effect change (caches key on it, e.g. the
+        #: CapabilityStatement)
+        self.generation = 0
 
     @classmethod
     def install(cls, store: Store, *, refresh_interval: float = 1.0) -> CustomSearchParameters:
@@ -389,6 +392,7 @@ class CustomSearchParameters:
                     self.registry.remove(new.url)
                 self.registry.add(new)
                 self._active[new.url] = new
+            self.generation += 1  # after the change: what is cached under it is current
 
     @staticmethod
     def fingerprint(conn: Connection) -> tuple[int, int]:
@@ -444,10 +448,17 @@ class CustomSearchParameters:
         for url in [u for u, d in self._active.items() if wanted.get(u) != d]:
             self.registry.remove(url)
             del self._active[url]
+            self.generation += 1
         for url, d in wanted.items():
             if url not in self._active:
                 self.registry.add(d)
                 self._active[url] = d
+                self.generation += 1
+
+    @property
+    def refresh_due(self) -> bool:
+        """Would :meth:`refresh` look at the database now (so a caller can skip a thread hop)?"""
+        return time.monotonic() - self._checked >= self.refresh_interval
 
     def last_change(self, conn: Connection) -> int | None:
         """``last_updated`` (µs) of the latest SearchParameter write, or None."""

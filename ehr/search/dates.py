@@ -71,7 +71,11 @@ def date_range(value: str) -> tuple[int, int]:
             else:
                 end = start + timedelta(seconds=1)
     low = _us(start)
-    high = _us(end) - 1 if end is not None else _us(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+    high = (
+        _us(end) - 1
+        if end is not None
+        else _us(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+    )
     return low, high
 
 

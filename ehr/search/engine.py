@@ -59,6 +59,7 @@ from ehr.search.sql import (
     condition,
     index_pks,
     pk_bounded,
+    same_param_intersections,
 )
 from ehr.search.valueset import expand_valueset
 from ehr.storage.tables import resources
@@ -202,7 +203,7 @@ class SearchEngine:
         crit_conds = [condition(c, r, ctx) for c in req.criteria]
         if cursor is not None and not req.sort:  # pk order: every lookup starts at the cursor
             crit_conds = pk_bounded(crit_conds, r, cursor.pk, cursor.forward)
-        conds += crit_conds
+        conds += same_param_intersections(crit_conds, req.criteria, r)
         if compartment is not None:
             conds.append(compartment_condition(r, compartment, req.types))
         if restrict is not None:

@@ -1,4 +1,5 @@
-"""Indexes the search queries rely on beyond those of the tables' own modules (revision ``0005``).
+"""Indexes the search queries rely on beyond those of the tables' own modules (revisions
+``0005`` and ``0009``).
 
 http://hl7.org/fhir/R4/search.html
 
@@ -21,6 +22,26 @@ expects one row where there are 25,000, and picks nested loops), and sets
 executions and PostgreSQL would then switch to a *generic* plan, which cannot see that
 ``subject = Patient/x`` matches ten rows and ``code = 8867-4`` a hundred thousand; a search with
 generic plans was hundreds of times slower at 100,000 patients (``bench/RESULTS-search.md``).
+Revision ``0009`` adds, on PostgreSQL only:
+
+* ``ix_resources_rid_live``: ``resources (rtype, rid) INCLUDE (pk) WHERE NOT deleted``. ``_has``
+  and chains find the resources a reference names by ``(rtype, rid)``; with ``pk`` in the index
+  that probe no longer reads the (wide, mostly uncached) table row: at 100,000 patients a
+  common ``_has`` read 25,000 heap pages from disk for it.
+* ``ix_idx_reference_source``: ``idx_reference (rtype, param, pk) INCLUDE (target_type,
+  target_id)``. ``_has`` starts from the pks of the matching sources (``Condition?code=I10``)
+  and needs their ``patient`` references: one range scan of this index (every
+  ``Condition.patient`` row, in pk order) hash-joined to those pks replaces one probe of the pk
+  index per source.
+* ``ix_idx_string_chars``: a GIN index on ``string_to_array(value, NULL)`` of ``idx_string``
+  (a value's characters). ``:contains`` with a non-ASCII pattern adds
+  ``string_to_array(value, NULL) @> <the pattern's characters>``
+  (:func:`ehr.search.sql.contains_chars`) to its ``LIKE``, so a two-character Chinese given
+  name is found through the index instead of a scan of every name (pg_trgm needs three
+  characters, and is not always installable). Characters rather than character pairs: the
+  built-in function costs ~2 µs per index row on the write path, a SQL n-gram function ~30 µs
+  (+26% write time in ``bench_search.py --write-cost``), for the same query time.
+
 Those PostgreSQL-only details are not declared here (autogenerate runs on SQLite and never sees
 them).
 """

@@ -24,11 +24,13 @@ and moves the job's ``cursor`` forward, all committed together. Hence:
   :mod:`ehr.search.custom`), a run first waits out the rest of it, so every worker of a
   multi-process server indexes new writes with the new definition before the walk starts.
 
-``$reindex`` (the REST layer mounts it): :func:`start_background` creates a job and runs it in a
-daemon thread of the serving process; :func:`job_status` (and
+``$reindex`` (``fhir_api.operations.reindex`` mounts it): :func:`start_background` creates a
+job and runs it in a daemon thread of the serving process; :func:`job_status` (and
 :meth:`ReindexStatus.to_parameters`, a FHIR ``Parameters`` resource) report on it. A job whose
-process died stays ``running`` with an old ``heartbeat`` and is resumed with ``ehr reindex
---resume`` or :func:`run_job`.
+process died stays ``running`` with an old ``heartbeat``; :func:`ensure_running` (each status
+request) resumes it in the background once the heartbeat is :data:`STALE_AFTER_S` old, as it
+does a queued or paused job nobody runs; ``ehr reindex --resume`` or :func:`run_job` resume it
+too. :func:`reindex_resource` rebuilds one resource at once (the instance ``$reindex``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +56,7 @@ from ehr.model import loads
 from ehr.search.dates import now_us, us_to_instant
 from ehr.search.jobs_tables import reindex_jobs
 from ehr.search.tables import INDEX_TABLES
+from ehr.storage.db import WRITE
 from ehr.storage.tables import resources
 
 if TYPE_CHECKING:
@@ -63,10 +67,12 @@ __all__ = [
     "ReindexStatus",
     "cancel_job",
     "create_job",
+    "ensure_running",
     "find_resumable",
     "job_status",
     "list_jobs",
     "reindex",
+    "reindex_resource",
     "run_job",
     "start_background",
 ]
@@ -190,6 +196,14 @@ def _scope(store: Store, rtype: str | None, param_url: str | None) -> tuple[str,
     return types
 
 
+@contextmanager
+def _writing(store: Store) -> Iterator[Connection]:
+    """A write transaction on the jobs table (SQLite: ``BEGIN IMMEDIATE``, so it waits for a
+    concurrent writer instead of failing with "database is locked" when it upgrades its lock)."""
+    with store.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        yield conn
+
+
 def _get(conn: Connection, job_id: str, *, lock: bool = False) -> ReindexStatus:
     stmt = select(reindex_jobs).where(reindex_jobs.c.id == job_id)
     if lock:
@@ -218,7 +232,7 @@ def create_job(
         raise BadRequest("chunk must be at least 1")
     types = _scope(store, rtype, param_url)
     job_id = uuid.uuid4().hex
-    with store.engine.begin() as conn:
+    with _writing(store) as conn:
         total = conn.execute(
             select(func.count()).where(resources.c.deleted == false(), *_type_filter(types))
         ).scalar_one()
@@ -261,7 +275,7 @@ def find_resumable(
 
 def cancel_job(store: Store, job_id: str) -> ReindexStatus:
     """Stop a job after its current chunk (a cancelled job is not resumed)."""
-    with store.engine.begin() as conn:
+    with _writing(store) as conn:
         job = _get(conn, job_id, lock=True)
         if job.status in RESUMABLE:
             conn.execute(
@@ -273,7 +287,7 @@ def cancel_job(store: Store, job_id: str) -> ReindexStatus:
 
 
 def _set(store: Store, job_id: str, **values: Any) -> None:
-    with store.engine.begin() as conn:
+    with _writing(store) as conn:
         conn.execute(
             update(reindex_jobs)
             .where(reindex_jobs.c.id == job_id)
@@ -298,6 +312,40 @@ def _settle(store: Store) -> None:
     if wait > 0:
         time.sleep(min(wait, custom.refresh_interval))
     store.refresh_search_parameters(force=True)
+
+
+def _rebuild(store: Store, conn: Connection, rows: Sequence[Any]) -> dict[str, int]:
+    """Replace the index rows of ``rows`` (``pk, rtype, data`` of current resources, locked by
+    the caller) with what indexing them gives now; the number of rows written per kind."""
+    pks = [int(r.pk) for r in rows]
+    by_table: dict[str, list[dict[str, Any]]] = {}
+    for pk, rtype, data in rows:
+        for kind, idx_rows in store.index(loads(data)).items():
+            by_table.setdefault(kind, []).extend({**r, "pk": pk, "rtype": rtype} for r in idx_rows)
+    for kind, table in INDEX_TABLES.items():
+        conn.execute(delete(table).where(table.c.pk.in_(pks)))
+        if by_table.get(kind):
+            conn.execute(insert(table), by_table[kind])
+    return {kind: len(v) for kind, v in by_table.items() if v}
+
+
+def reindex_resource(store: Store, rtype: str, rid: str) -> dict[str, int]:
+    """Rebuild the index rows of one current resource now, in one transaction (the instance
+    ``$reindex``); the number of rows written per kind (404 when there is no such resource)."""
+    store.refresh_search_parameters()
+    with store.write() as ctx:
+        row = ctx.conn.execute(
+            select(resources.c.pk, resources.c.rtype, resources.c.data)
+            .where(
+                resources.c.rtype == rtype,
+                resources.c.rid == rid,
+                resources.c.deleted == false(),
+            )
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} not found")
+        return _rebuild(store, ctx.conn, [row])
 
 
 def _chunk(store: Store, job_id: str, worker: str) -> tuple[ReindexStatus, int]:
@@ -329,16 +377,7 @@ def _chunk(store: Store, job_id: str, worker: str) -> tuple[ReindexStatus, int]:
             )  # fmt: skip
             return _get(conn, job_id), 0
         pks = [int(r.pk) for r in rows]
-        by_table: dict[str, list[dict[str, Any]]] = {}
-        for pk, rtype, data in rows:
-            for kind, idx_rows in store.index(loads(data)).items():
-                by_table.setdefault(kind, []).extend(
-                    {**r, "pk": pk, "rtype": rtype} for r in idx_rows
-                )
-        for kind, table in INDEX_TABLES.items():
-            conn.execute(delete(table).where(table.c.pk.in_(pks)))
-            if by_table.get(kind):
-                conn.execute(insert(table), by_table[kind])
+        _rebuild(store, conn, rows)
         spent = (time.perf_counter_ns() - t0) // 1000
         conn.execute(
             update(reindex_jobs)
@@ -434,3 +473,28 @@ def start_background(
         _threads[job.id] = t
         t.start()
     return job
+
+
+#: a ``running`` job whose heartbeat is older than this (s) has lost its runner
+STALE_AFTER_S = 60.0
+
+
+def ensure_running(
+    store: Store, job_id: str, *, stale_after_s: float = STALE_AFTER_S
+) -> ReindexStatus:
+    """The job as last committed, after making sure something runs it: a job that is queued or
+    paused, or ``running`` with a heartbeat older than ``stale_after_s`` (its process died, e.g.
+    the server restarted), and that no thread of this process runs, is resumed here in the
+    background. A ``failed`` job is left for an explicit resume (:func:`start_background` with
+    ``job_id``); two runners on one job are safe (each chunk locks the job row)."""
+    job = job_status(store, job_id)
+    if job.status not in ("queued", "running", "paused"):
+        return job
+    running = _threads.get(job.id)
+    if running is not None and running.is_alive():
+        return job
+    beat = job.heartbeat
+    if job.status == "running" and beat is not None and (now_us() - beat) / 1e6 < stale_after_s:
+        return job
+    log.info("reindex job %s has no runner (status %s): resuming it", job.id, job.status)
+    return start_background(store, job_id=job.id)

@@ -45,15 +45,20 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     ScalarSelect,
+    Text,
     and_,
     false,
+    func,
     intersect,
+    literal,
     not_,
+    null,
     or_,
     select,
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import operators
 
 from ehr.definitions import patient_compartment, resource_types
@@ -94,8 +99,10 @@ __all__ = [
     "SqlContext",
     "compartment_condition",
     "condition",
+    "contains_chars",
     "index_pks",
     "pk_bounded",
+    "same_param_intersections",
     "starts_with",
 ]
 
@@ -248,6 +255,21 @@ def _point_test(prefix: str, p: Any, lo: float, hi: float, value: float) -> Cond
 # ------------------------------------------------------------------------------ builders
 
 
+def contains_chars(pattern: str) -> list[str]:
+    """The characters a string containing ``pattern`` must have, for the GIN index of revision
+    0009 on ``string_to_array(value, NULL)`` (a string's characters); empty (no index condition)
+    for a pattern of ASCII characters only, where single letters select most rows and the plain
+    scan is as fast. A Chinese pattern (``秀英``: two of several thousand characters) narrows
+    the rows to test to a handful; pg_trgm could not serve it (it needs three characters)."""
+    if pattern.isascii():
+        return []
+    return sorted(set(pattern))
+
+
+def _text_array(values: list[str]) -> Any:
+    return literal(values, ARRAY(Text))
+
+
 def _string(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
     def test(t: Any) -> Cond:
         tests = []
@@ -256,7 +278,12 @@ def _string(leaf: Leaf, r: FromClause, ctx: SqlContext) -> Cond:
             if leaf.modifier == "exact":
                 tests.append(t.c.exact == v.raw)
             elif leaf.modifier == "contains":
-                tests.append(t.c.value.contains(v.norm, autoescape=True))
+                test = t.c.value.contains(v.norm, autoescape=True)
+                chars = contains_chars(v.norm)
+                if chars and ctx.dialect == "postgresql":  # the GIN index of characters (0009)
+                    value_chars = func.string_to_array(t.c.value, null())
+                    test = and_(value_chars.op("@>")(_text_array(chars)), test)
+                tests.append(test)
             else:
                 tests.append(starts_with(t.c.value, v.norm, ctx))
         return or_(*tests)
@@ -594,6 +621,39 @@ def index_pks(conds: Sequence[Cond], r: FromClause) -> Any:
     return subs[0] if len(subs) == 1 else intersect(*subs)
 
 
+def same_param_intersections(
+    conds: Sequence[Cond], criteria: Sequence[Criterion], r: FromClause
+) -> list[Cond]:
+    """``conds`` (one per criterion, built by :func:`condition` on ``r``) with the plain index
+    lookups of a repeated parameter (``birthdate=ge1990&birthdate=lt1991``) merged into one
+    ``r.pk IN (lookup INTERSECT lookup)``.
+
+    Each bound alone usually selects a large part of the type (a third and two thirds of the
+    patients); as separate ``IN`` conditions PostgreSQL estimates them independently (badly: the
+    histogram of ``idx_date.low`` is mostly other types' dates) and probes one bound once per row
+    of the other. Intersecting the two pk lists first reads each range once (index-only) and
+    hashes them: the result is the same (a resource matches when each criterion matches some
+    row of it), so only the plan changes. Other criteria stay separate: a selective one
+    (``subject=``) is better probed than intersected."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, (cond, crit) in enumerate(zip(conds, criteria, strict=True)):
+        if isinstance(crit, Leaf) and _lookup(cond, r) is not None:
+            groups.setdefault((crit.code, crit.ptype, crit.types, crit.modifier), []).append(i)
+    merged = {g[0]: g for g in groups.values() if len(g) > 1}
+    if not merged:
+        return list(conds)
+    skip = {i for g in merged.values() for i in g[1:]}
+    out: list[Cond] = []
+    for i, cond in enumerate(conds):
+        if i in skip:
+            continue
+        if i in merged:
+            both = intersect(*(_lookup(conds[j], r) for j in merged[i])).subquery("both")
+            cond = r.c.pk.in_(select(both.c.pk))
+        out.append(cond)
+    return out
+
+
 def pk_bounded(conds: Sequence[Cond], r: FromClause, pk: int, forward: bool) -> list[Cond]:
     """``conds`` with every plain index lookup limited to ``pk``s after ``pk`` (``forward``) or
     before it. A keyset page in ``pk`` order then reads each criterion's rows from the cursor on,
@@ -631,13 +691,22 @@ def _chain_branch(
 
 
 def _has(crit: Has, r: FromClause, ctx: SqlContext) -> Cond:
+    """``_has``: driven from the (usually small) side of the sources. When the inner criterion
+    is a plain index lookup and nothing restricts what the requester sees, the source pks come
+    from the index table alone (index rows exist only for current resources, and
+    ``ref.rtype`` names the source type), with no probe of ``resources`` per source."""
     ref, s = idx_reference.alias(), resources.alias()
-    sources = select(s.c.pk).where(
-        s.c.rtype == crit.source,
-        s.c.deleted == false(),
-        condition(crit.inner, s, ctx),
-        *([ctx.restrict(s, ctx)] if ctx.restrict is not None else []),
-    )
+    inner = condition(crit.inner, s, ctx)
+    lookup = _lookup(inner, s) if ctx.restrict is None else None
+    if lookup is not None:
+        sources = lookup
+    else:
+        sources = select(s.c.pk).where(
+            s.c.rtype == crit.source,
+            s.c.deleted == false(),
+            inner,
+            *([ctx.restrict(s, ctx)] if ctx.restrict is not None else []),
+        )
     where = [ref.c.rtype == crit.source, ref.c.param == crit.code, ref.c.pk.in_(sources)]
     if crit.types is not None and len(crit.types) == 1:
         where.append(ref.c.target_type == crit.types[0])

@@ -66,7 +66,9 @@ idx_token = _base(
     Column("code", String(512), nullable=True),
     Column("text", String(512), nullable=True),
 )
-Index("ix_idx_token_code", idx_token.c.rtype, idx_token.c.param, idx_token.c.code, idx_token.c.system)
+Index(
+    "ix_idx_token_code", idx_token.c.rtype, idx_token.c.param, idx_token.c.code, idx_token.c.system
+)
 Index("ix_idx_token_pk", idx_token.c.pk)
 
 idx_reference = _base(
@@ -135,7 +137,9 @@ for _n in (1, 2, 3):
         Column(f"c{_n}_high", Float, nullable=True),
     ]
 idx_composite = _base("idx_composite", *_comp_cols)
-Index("ix_idx_composite_lookup", idx_composite.c.rtype, idx_composite.c.param, idx_composite.c.c1_code)
+Index(
+    "ix_idx_composite_lookup", idx_composite.c.rtype, idx_composite.c.param, idx_composite.c.c1_code
+)
 Index("ix_idx_composite_pk", idx_composite.c.pk)
 
 #: search-parameter type -> its index table

@@ -3,8 +3,11 @@
 The CapabilityStatement (http://hl7.org/fhir/R4/capabilitystatement.html) is built from what is
 really registered, never from a static file: the interactions come from the app's routes (each
 route's ``name`` is its interaction code), the resource types from the definitions, and the
-search parameters (with their documentation) from the store's registry. It is built on the first
-request (after every router is mounted) and cached per base URL. ``app.state.security`` fills the
+search parameters (with their documentation) from the store's registry, custom SearchParameters
+that clients wrote included (:mod:`ehr.search.custom`). It is built on the first request (after
+every router is mounted) and cached per base URL and generation of the custom parameters: a
+SearchParameter created, changed or deleted (here or, within the refresh interval, by another
+worker) makes the next request build it afresh. ``app.state.security`` fills the
 ``rest.security`` section (a placeholder until SMART on FHIR sets it; a callable is given the
 base URL).
 """
@@ -25,6 +28,7 @@ from ehr.store import Store
 
 from ..content import FHIR_JSON, fhir_response, negotiate
 from ..deps import Access, BaseUrlDep, StoreDep, authorize
+from ..limits import in_thread
 from .patch import PATCH_FORMATS
 
 __all__ = ["DEFAULT_SECURITY", "capability_statement", "router"]
@@ -136,9 +140,15 @@ async def capabilities(
     base: BaseUrlDep,
 ) -> Response:
     negotiate(request)
+    custom = store.custom
+    if custom is not None and custom.refresh_due:  # another worker may have changed them
+        await in_thread(store.refresh_search_parameters)
+    key = f"{custom.generation if custom is not None else 0} {base}"
     cache: dict[str, bytes] = request.app.state.capability_cache
-    body = cache.get(base)
+    body = cache.get(key)
     if body is None:
         body = orjson.dumps(capability_statement(request.app, store, base))
-        cache[base] = body
+        for stale in [k for k in cache if not k.startswith(key.split(" ", 1)[0] + " ")]:
+            cache.pop(stale, None)
+        cache[key] = body
     return fhir_response(request, body)

@@ -27,7 +27,9 @@ def run_migrations_online() -> None:
 
         engine = make_engine(get_settings().resolved_database_url())
         with engine.begin() as conn:
-            context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
+            context.configure(
+                connection=conn, target_metadata=target_metadata, render_as_batch=True
+            )
             context.run_migrations()
         return
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
