@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: a scratch PostgreSQL database, a server subprocess, wrk."""
+"""Shared pieces of the benchmarks: a scratch PostgreSQL database, a server subprocess (the
+secured ``ehr serve``, with a backend token for the benches), wrk."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ import httpx
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN = os.environ.get("EHR_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "EHR_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def machine() -> str:
@@ -49,30 +52,155 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Base(str):
+    """The FHIR base URL of a bench server, carrying a backend access token: send
+    ``headers`` (``Authorization: Bearer …``) with every request."""
+
+    token: str
+    #: the server's (parent) process id
+    pid: int
+
+    def __new__(cls, url: str, token: str, pid: int = 0) -> Base:
+        self = super().__new__(cls, url)
+        self.token = token
+        self.pid = pid
+        return self
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def backend_token(db_url: str, base: str, scope: str = "system/*.cruds") -> str:
+    """An access token for the benches: registers a confidential backend client (with a secret)
+    in the bench database, then asks the server's token endpoint for a token (client
+    credentials, HTTP Basic), as a real backend service would."""
+    from ehr.storage.db import make_engine
+    from fhir_api.auth import AuthSettings
+    from fhir_api.auth.config import account_store
+
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        reg = account_store(engine, AuthSettings()).clients.add(
+            f"bench-{time.time_ns()}", scopes=scope, client_type="confidential-symmetric"
+        )
+    finally:
+        engine.dispose()
+    assert reg.secret is not None
+    r = httpx.post(
+        base.rsplit("/fhir", 1)[0] + "/auth/token",
+        data={"grant_type": "client_credentials", "scope": scope},
+        auth=(reg.client.client_id, reg.secret),
+        timeout=30,
+    )
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+#: what ``ehr serve --workers N`` runs (``fhir_api.cli.cmd_serve``), given to uvicorn directly
+#: to allow a longer worker health check: on a box loaded by other work a worker importing the
+#: app can miss uvicorn's default 5 s ping and be killed and restarted over and over
+SERVE_APP = "fhir_api.security:create_secure_app"
+HEALTHCHECK_S = 120
+
+
 @contextmanager
-def server(db_url: str, workers: int = 2, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``ehr serve`` in a subprocess; yields the FHIR base URL."""
+def server(
+    db_url: str, workers: int = 2, extra_env: dict[str, str] | None = None
+) -> Iterator[Base]:
+    """Run the server of ``ehr serve`` (the secured app, ``workers`` processes) on the already
+    migrated database ``db_url`` in a subprocess; yields the FHIR base URL as a :class:`Base`
+    whose ``headers`` carry a ``system/*.cruds`` backend token."""
     port = free_port()
-    env = {**os.environ, "EHR_DATABASE_URL": db_url, **(extra_env or {})}
+    env = {"EHR_BASE_URL": "", **os.environ, "EHR_DATABASE_URL": db_url, **(extra_env or {})}
+    # fmt: off
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fhir_api.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+        [sys.executable, "-m", "uvicorn", SERVE_APP, "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+         "--no-access-log", "--timeout-graceful-shutdown", "10",
+         "--timeout-worker-healthcheck", str(HEALTHCHECK_S)],
         env=env, cwd=ROOT,
     )
+    # fmt: on
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + 300
+        while True:
             try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
+                if httpx.get(f"{base}/metadata", timeout=5).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
-        yield base
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.2)
+        yield Base(base, backend_token(db_url, base), proc.pid)
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (their parent id, from ``/proc/*/stat``)."""
+    out: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+class CpuMeter:
+    """CPU seconds spent by a server (its process and worker processes) and by the PostgreSQL
+    backends connected to its database, between :meth:`start` and :meth:`stop`: a figure that
+    holds up on a shared machine, where wall-clock throughput depends on the share of the
+    cores the other work leaves."""
+
+    def __init__(self, server_pid: int, db_url: str) -> None:
+        self.server_pid, self.db_url = server_pid, db_url
+        self.start_cpu: dict[int, float] = {}
+        self.server_s = self.db_s = 0.0
+
+    def _backends(self) -> list[int]:
+        eng = create_engine(self.db_url)
+        try:
+            with eng.connect() as c:
+                return [
+                    int(r[0])
+                    for r in c.execute(
+                        text(
+                            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND pid <> pg_backend_pid()"
+                        )
+                    )
+                ]
+        finally:
+            eng.dispose()
+
+    def _server(self) -> list[int]:
+        return [self.server_pid, *_children(self.server_pid)]
+
+    def start(self) -> None:
+        self.start_cpu = {p: _cpu_s(p) for p in self._server() + self._backends()}
+
+    def stop(self) -> None:
+        server, db = self._server(), self._backends()
+        self.server_s = sum(_cpu_s(p) - self.start_cpu.get(p, 0.0) for p in server)
+        self.db_s = sum(_cpu_s(p) - self.start_cpu.get(p, 0.0) for p in db)
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -84,18 +212,31 @@ def _ms(s: str) -> float:
     return float(m[1]) * _UNITS[m[2]]
 
 
-def wrk(url: str, lua: str, *, connections: int = 16, threads: int = 2, seconds: int = 10) -> dict[str, float]:
-    """Run wrk with a Lua script; returns requests/s, p50/p99 (ms) and the error count."""
+def wrk(
+    url: str,
+    lua: str,
+    *,
+    connections: int = 16,
+    threads: int = 2,
+    seconds: int = 10,
+    headers: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Run wrk with a Lua script; returns requests/s, p50/p99 (ms) and the error count.
+    ``headers`` go on every request (``-H``; they reach requests the script builds with
+    ``wrk.format`` without a headers table of its own)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua)
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "-s", f.name, url],
-        capture_output=True, text=True, check=True,
+        [*cmd, "-s", f.name, url], capture_output=True, text=True, check=True
     ).stdout
     os.unlink(f.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    # the Latency Distribution lines (anchored: "72.50%" of the Req/Sec line must not match)
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     return {

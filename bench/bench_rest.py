@@ -1,11 +1,18 @@
 """REST core benchmark (issue: store and REST core): reads by id and creates at c16 against
 PostgreSQL, 2 server workers, with the raw-driver ceiling measured in the same run.
 
-    .venv/bin/python bench/bench_rest.py [--patients 10000] [--seconds 10] [--concurrency 16]
+    .venv/bin/python -m bench.bench_rest [--patients 10000] [--seconds 10] [--concurrency 16]
+                                         [--auth-disabled]
 
 How: loads N Patients into a scratch database ``ehr_bench_rest`` (through the store), starts
-``ehr serve --workers 2``, then drives it with wrk (C, 2 threads, keep-alive connections):
-GET /fhir/Patient/{random id} and POST /fhir/Patient (a small Chinese-named Patient). The ceiling
+``ehr serve --workers 2`` (the secured app: every request carries a ``system/*.cruds`` backend
+token obtained from the server's token endpoint, and is audited; ``--auth-disabled`` sets
+``EHR_AUTH_DISABLED=1`` for comparison: no token checks, still audited), then drives it with wrk
+(C, 2 threads, keep-alive connections), after a short warm-up:
+GET /fhir/Patient/{random id} and POST /fhir/Patient (a small Chinese-named Patient, a different
+citizen each time: name, birth date, phone; the EMPI hook matches every Patient write, which
+``--no-empi`` turns off with ``EHR_EMPI=0`` to show the REST core alone). Any non-2xx
+answer fails the run. The load average (``/proc/loadavg``) is recorded before and after. The ceiling
 is psycopg 3 on its own: 2 processes x 8 threads, each thread with its own connection, doing
 the equivalent primary-key SELECT of the stored bytes, and the equivalent INSERT of a resource
 row plus its history row in one transaction. Server, load generator and database share the box.
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import random
 import threading
 import time
@@ -24,7 +32,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench._common import fresh_pg_database, machine, percentile, server, wrk
+from bench._common import CpuMeter, fresh_pg_database, machine, percentile, server, wrk
 from ehr.store import Store
 
 PATIENT = {
@@ -38,6 +46,41 @@ PATIENT = {
 }
 
 
+#: a distinct citizen per POST (name, birth date, phone): the EMPI hook matches every Patient
+#: write, and thousands of identical registrations would all pile onto one golden record
+CREATE_LUA = """
+local counter = 0
+function setup(thread) thread:set("id", counter); counter = counter + 1 end
+function init(args) math.randomseed(os.time() * 100 + id) end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/fhir+json"
+local fams = {"王","李","张","刘","陈","杨","黄","赵","吴","周","徐","孙","马","朱","胡","郭","何","高","林","罗",
+  "郑","梁","谢","宋","唐","许","韩","冯","邓","曹","彭","曾","肖","田","董","袁","潘","于","蒋","蔡"}
+local chars = {"伟","芳","娜","秀","英","敏","静","丽","强","磊","军","洋","勇","艳","杰","娟","涛","明","超","兰",
+  "霞","平","刚","桂","华","文","玉","红","建","国","志","海","云","婷","雪","琳","晨","宇","浩","欣"}
+local tpl = [[@TEMPLATE@]]
+request = function()
+  local fam = fams[math.random(#fams)]
+  local given = chars[math.random(#chars)] .. chars[math.random(#chars)]
+  local body = tpl:gsub("{F}", fam):gsub("{G}", given)
+  body = body:gsub("{B}", string.format("%d-%02d-%02d", math.random(1930, 2020), math.random(12), math.random(28)))
+  body = body:gsub("{P}", string.format("13%09d", math.random(0, 999999999)))
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def create_template() -> dict[str, object]:
+    """The created Patient, with ``{F}``/``{G}`` (family / given name), ``{B}`` (birth date)
+    and ``{P}`` (phone) filled in per request by :data:`CREATE_LUA`."""
+    return {
+        **PATIENT,
+        "name": [{"use": "official", "text": "{F}{G}", "family": "{F}", "given": ["{G}"]}],
+        "birthDate": "{B}",
+        "telecom": [{"system": "phone", "value": "{P}", "use": "mobile"}],
+    }
+
+
 def load(url: str, n: int) -> None:
     store = Store(url)
     store.migrate()
@@ -46,7 +89,15 @@ def load(url: str, n: int) -> None:
         with store.write() as ctx:
             for i in range(start, min(n, start + 1000)):
                 rid = f"bench-pat-{i}"
-                ctx.update("Patient", rid, {**PATIENT, "id": rid, "identifier": [{"system": "urn:bench", "value": str(i)}]})
+                ctx.update(
+                    "Patient",
+                    rid,
+                    {
+                        **PATIENT,
+                        "id": rid,
+                        "identifier": [{"system": "urn:bench", "value": str(i)}],
+                    },
+                )
     print(f"loaded {n} patients in {time.perf_counter() - t:.1f}s")
     store.dispose()
 
@@ -94,7 +145,10 @@ def _raw_worker(dsn: str, n: int, kind: str, seconds: float, threads: int, q: mp
 
 def raw(dsn: str, n: int, kind: str, seconds: float, concurrency: int) -> dict[str, float]:
     q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-    procs = [mp.Process(target=_raw_worker, args=(dsn, n, kind, seconds, concurrency // 2, q)) for _ in range(2)]
+    procs = [
+        mp.Process(target=_raw_worker, args=(dsn, n, kind, seconds, concurrency // 2, q))
+        for _ in range(2)
+    ]
     for p in procs:
         p.start()
     lat: list[float] = []
@@ -109,13 +163,24 @@ def raw(dsn: str, n: int, kind: str, seconds: float, concurrency: int) -> dict[s
     }
 
 
+def _cpu_per_request(r: dict[str, float], meter: CpuMeter, seconds: int) -> None:
+    n = max(1.0, r["rps"] * seconds)
+    r["server_cpu_us"] = meter.server_s / n * 1e6
+    r["db_cpu_us"] = meter.db_s / n * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=10_000)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--auth-disabled", action="store_true", help="EHR_AUTH_DISABLED=1 (comparison)")
+    ap.add_argument(
+        "--no-empi", action="store_true", help="EHR_EMPI=0: no EMPI matching on Patient writes"
+    )
     args = ap.parse_args()
+    load_before = os.getloadavg()
 
     url = fresh_pg_database("ehr_bench_rest")
     load(url, args.patients)
@@ -126,14 +191,28 @@ request = function()
   return wrk.format("GET", "/fhir/Patient/bench-pat-" .. math.random(0, {args.patients - 1}))
 end
 """
-    create_lua = f"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/fhir+json"
-wrk.body = [[{json.dumps(PATIENT, ensure_ascii=False)}]]
-"""
-    with server(url, workers=args.workers) as base:
-        api_read = wrk(f"{base}/Patient", read_lua, connections=args.concurrency, seconds=args.seconds)
-        api_create = wrk(f"{base}/Patient", create_lua, connections=args.concurrency, seconds=args.seconds)
+    create_lua = CREATE_LUA.replace("@TEMPLATE@", json.dumps(create_template(), ensure_ascii=False))
+    extra_env = {
+        "EHR_AUTH_DISABLED": "1" if args.auth_disabled else "0",
+        "EHR_EMPI": "0" if args.no_empi else "1",
+    }
+    with server(url, workers=args.workers, extra_env=extra_env) as base:
+        c, h = args.concurrency, base.headers
+        wrk(f"{base}/Patient", read_lua, connections=c, seconds=2, headers=h)  # warm-up
+        meter = CpuMeter(base.pid, url)
+        meter.start()
+        api_read = wrk(f"{base}/Patient", read_lua, connections=c, seconds=args.seconds, headers=h)
+        meter.stop()
+        _cpu_per_request(api_read, meter, args.seconds)
+        meter.start()
+        api_create = wrk(
+            f"{base}/Patient", create_lua, connections=c, seconds=args.seconds, headers=h
+        )
+        meter.stop()
+        _cpu_per_request(api_create, meter, args.seconds)
+    for name, r in (("read", api_read), ("create", api_create)):
+        if r["non_2xx"] or r["socket_errors"]:
+            raise SystemExit(f"API {name}: {r['non_2xx']:.0f} non-2xx answers / socket errors: {r}")
     raw_read = raw(dsn, args.patients, "read", args.seconds, args.concurrency)
     raw_create = raw(dsn, args.patients, "create", args.seconds, args.concurrency)
 
@@ -142,6 +221,10 @@ wrk.body = [[{json.dumps(PATIENT, ensure_ascii=False)}]]
         "patients": args.patients,
         "concurrency": args.concurrency,
         "server_workers": args.workers,
+        "secured": not args.auth_disabled,
+        "empi": not args.no_empi,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "api_read": api_read,
         "api_create": api_create,
         "raw_read": raw_read,
@@ -151,14 +234,30 @@ wrk.body = [[{json.dumps(PATIENT, ensure_ascii=False)}]]
     }
     print(json.dumps(result, indent=2))
     print()
-    print(f"| measure (c{args.concurrency}, {args.workers} workers, {args.patients} patients) | API | raw psycopg | API/raw |")
+    mode = ("secured" if not args.auth_disabled else "EHR_AUTH_DISABLED=1") + (
+        ", EHR_EMPI=0" if args.no_empi else ""
+    )
+    print(
+        f"| measure (c{args.concurrency}, {args.workers} workers, {args.patients} patients, {mode}) | API | raw psycopg | API/raw |"
+    )
     print("|---|---|---|---|")
     for k, a, r in (("reads by id", api_read, raw_read), ("creates", api_create, raw_create)):
         print(f"| {k} /s | {a['rps']:.0f} | {r['rps']:.0f} | {a['rps'] / r['rps']:.2f} |")
-        print(f"| {k} p50 / p99 ms | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} | |")
+        print(
+            f"| {k} p50 / p99 ms | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} | |"
+        )
+    print()
+    for k, a in (("read", api_read), ("create", api_create)):
+        print(
+            f"CPU per {k}: server {a['server_cpu_us']:.0f} µs + PostgreSQL {a['db_cpu_us']:.0f} µs"
+        )
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
-    (out / "bench_rest.json").write_text(json.dumps(result, indent=2))
+    name = (
+        "bench_rest" + ("_open" if args.auth_disabled else "") + ("_noempi" if args.no_empi else "")
+    )
+    name += ".json"
+    (out / name).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

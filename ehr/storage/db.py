@@ -41,7 +41,11 @@ def make_engine(
         )
         _configure_sqlite(engine)
         return engine
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": not autocommit}
+    kwargs: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_pre_ping": not autocommit,
+    }
     if autocommit:
         kwargs["isolation_level"] = "AUTOCOMMIT"
         kwargs["pool_reset_on_return"] = None

@@ -7,28 +7,37 @@ nothing of FHIR semantics beyond that (versions, conditions and hooks live in :m
 
 Bulk writing: new resources, and the history and index rows of every write, are buffered and
 written at :meth:`Repository.flush` (before any read that could see them, and before commit),
-one statement per table. On PostgreSQL that statement is a ``COPY … FROM STDIN`` (the new
-resources' ``pk`` values are drawn from the sequence first), which costs the server a fraction of
-per-row INSERTs; on SQLite it is an ``executemany``. An update's old index rows are deleted at the
-same flush, before its new ones are written. Only the ``UPDATE`` of the current row (with its
-version check) runs at once.
+one statement per table. On PostgreSQL a large batch (at least :data:`COPY_MIN_ROWS` rows for a
+table, e.g. a transaction Bundle) goes through ``COPY … FROM STDIN`` (the new resources' ``pk``
+values are drawn from the sequence first), which costs the server a fraction of per-row INSERTs;
+a small one (a single create or update) through one multi-row ``INSERT … VALUES`` per table
+(``RETURNING pk`` for new resources), the history and index tables' statements sent together in
+one pipeline: this saves the round trips and the set-up of a ``COPY`` per table (and the per-row
+executions of an ``executemany``). On SQLite it is
+an ``executemany``. An update's old index rows are deleted at the same flush, before its new ones
+are written. Only the ``UPDATE`` of the current row (with its version check) runs at once.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, delete, insert, select, text, tuple_, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ehr.errors import Conflict
 from ehr.search.tables import INDEX_TABLES
 from ehr.storage.tables import history, resources
 
-__all__ = ["CurrentRow", "Repository"]
+__all__ = ["COPY_MIN_ROWS", "CurrentRow", "Repository"]
+
+#: PostgreSQL: a table's rows of one flush go through COPY from this many on (a multi-row INSERT
+#: below: for a handful of rows, COPY's extra round trips and set-up cost more than it saves)
+COPY_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,19 @@ _CURRENT_COLS = (
     resources.c.deleted,
     resources.c.data,
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _values_insert(table: Table, cols: tuple[str, ...], n: int) -> str:
+    """``INSERT INTO table (cols) VALUES (%s, …), … `` for ``n`` rows (PostgreSQL): many rows in
+    one statement with scalar parameters (which psycopg adapts in C; arrays it adapts in
+    Python), each value assigned to its column as by any INSERT."""
+    row = "(" + ", ".join(["%s"] * len(cols)) + ")"
+    return f'INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES ' + ", ".join([row] * n)
+
+
+def _flat(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> list[Any]:
+    return [row.get(c) for row in rows for c in cols]
 
 
 class Repository:
@@ -88,7 +110,9 @@ class Repository:
         keys = [k for k in dict.fromkeys(keys) if k not in self._pending_keys]
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            stmt = select(*_CURRENT_COLS).where(tuple_(resources.c.rtype, resources.c.rid).in_(chunk))
+            stmt = select(*_CURRENT_COLS).where(
+                tuple_(resources.c.rtype, resources.c.rid).in_(chunk)
+            )
             if lock:
                 stmt = stmt.with_for_update()
             found = {(r.rtype, r.rid): CurrentRow(*r) for r in self.conn.execute(stmt)}
@@ -116,7 +140,12 @@ class Repository:
 
     # -- writes --------------------------------------------------------------------------------
     def insert_new(
-        self, rtype: str, rid: str, last_updated: int, data: bytes, index_rows: dict[str, list[dict[str, Any]]]
+        self,
+        rtype: str,
+        rid: str,
+        last_updated: int,
+        data: bytes,
+        index_rows: dict[str, list[dict[str, Any]]],
     ) -> None:
         """Buffer a new resource (version 1); written at the next :meth:`flush`."""
         if (rtype, rid) in self._pending_keys:
@@ -135,9 +164,10 @@ class Repository:
                 chunk = stale[start : start + 500]
                 for table in INDEX_TABLES.values():
                     self.conn.execute(delete(table).where(table.c.pk.in_(chunk)))
+        writes: list[tuple[Table, list[dict[str, Any]]]] = []
         if self._history_rows:
             rows, self._history_rows = self._history_rows, []
-            self._write(history, rows)
+            writes.append((history, rows))
         if self._index_rows:
             pending, self._index_rows = self._index_rows, {}
             by_table: dict[str, list[dict[str, Any]]] = {}
@@ -147,8 +177,13 @@ class Repository:
                         by_table.setdefault(kind, []).extend(
                             {**r, "pk": pk, "rtype": rtype} for r in krows
                         )
-            for kind, rows in by_table.items():
-                self._write(INDEX_TABLES[kind], rows)
+            writes.extend((INDEX_TABLES[kind], rows) for kind, rows in by_table.items())
+        small = [(t, rows) for t, rows in writes if self._copy and len(rows) < COPY_MIN_ROWS]
+        for table, rows in writes:
+            if not (self._copy and len(rows) < COPY_MIN_ROWS):
+                self._write(table, rows)
+        if small:
+            self._pipelined(small)
 
     def _flush_new(self) -> None:
         pending, self._pending = self._pending, []
@@ -158,11 +193,18 @@ class Repository:
             for t, i, ts, d, _ in pending
         ]
         try:
-            if self._copy:
+            if self._copy and len(rows) >= COPY_MIN_ROWS:
                 pks = self._next_pks(len(rows))
                 for pk, row in zip(pks, rows, strict=True):
                     row["pk"] = pk
                 self._write(resources, rows)
+            elif self._copy:
+                # one multi-row INSERT … RETURNING; matched back by (type, id)
+                cols = tuple(c.name for c in resources.columns if c.name != "pk")
+                sql = _values_insert(resources, cols, len(rows))
+                found = self._raw(resources, sql + " RETURNING pk, rtype, rid", rows, cols)
+                by_key = {(t, i): pk for pk, t, i in found}
+                pks = [by_key[(t, i)] for t, i, *_ in pending]
             else:
                 pks = list(
                     self.conn.execute(
@@ -194,9 +236,12 @@ class Repository:
         if not self._copy:
             self.conn.execute(insert(table), list(rows))
             return
+        cols = tuple(c.name for c in table.columns)
+        if len(rows) < COPY_MIN_ROWS:
+            self._raw(table, _values_insert(table, cols, len(rows)), rows, cols)
+            return
         import psycopg
 
-        cols = [c.name for c in table.columns]
         raw = self.conn.connection.driver_connection
         assert raw is not None
         try:
@@ -208,6 +253,45 @@ class Repository:
                     cp.write_row([row.get(c) for c in cols])
         except psycopg.errors.UniqueViolation as exc:
             raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+        except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
+            raise DBAPIError(f"COPY {table.name}", None, exc) from exc
+
+    def _pipelined(self, writes: Sequence[tuple[Table, Sequence[dict[str, Any]]]]) -> None:
+        """PostgreSQL: the small inserts of a flush (history and index rows, one
+        :func:`_values_insert` per table) sent together in one pipeline: one round trip."""
+        import psycopg
+
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        sql = ""
+        try:
+            with raw.pipeline(), raw.cursor() as cur:
+                for table, rows in writes:
+                    cols = tuple(c.name for c in table.columns)
+                    sql = _values_insert(table, cols, len(rows))
+                    cur.execute(sql, _flat(rows, cols))
+        except psycopg.errors.UniqueViolation as exc:
+            raise IntegrityError(sql, None, exc) from exc
+        except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
+            raise DBAPIError(sql, None, exc) from exc
+
+    def _raw(
+        self, table: Table, sql: str, rows: Sequence[dict[str, Any]], cols: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """PostgreSQL: run a :func:`_values_insert` statement on the driver connection (one
+        statement, one round trip); the rows it returns."""
+        import psycopg
+
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        try:
+            with raw.cursor() as cur:
+                cur.execute(sql, _flat(rows, cols))
+                return cur.fetchall() if cur.description else []
+        except psycopg.errors.UniqueViolation as exc:
+            raise IntegrityError(sql, None, exc) from exc
+        except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
+            raise DBAPIError(sql, None, exc) from exc
 
     def write_version(
         self,
@@ -242,6 +326,8 @@ class Repository:
         self._index_rows.pop(pk, None)
         self._stale_index.add(pk)
 
-    def replace_index(self, pk: int, rtype: str, index_rows: dict[str, list[dict[str, Any]]]) -> None:
+    def replace_index(
+        self, pk: int, rtype: str, index_rows: dict[str, list[dict[str, Any]]]
+    ) -> None:
         self.delete_index(pk)
         self._index_rows[pk] = (rtype, index_rows)

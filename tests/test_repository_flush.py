@@ -1,0 +1,85 @@
+"""The repository's bulk flush, on both databases: small flushes (one statement per table; on
+PostgreSQL multi-row ``INSERT … VALUES``) and large ones (PostgreSQL ``COPY``) write the same
+rows, refuse a duplicate id, and refuse an over-long index value rather than cut it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from ehr.errors import Conflict
+from ehr.search.tables import INDEX_TABLES
+from ehr.storage.repository import COPY_MIN_ROWS, Repository
+from ehr.storage.tables import history, resources
+from ehr.store import Store
+
+
+def _patient(i: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": f"flush-{i}",
+        "name": [{"family": f"刘{i}", "given": ["洋"]}],
+        "birthDate": f"19{50 + i % 50}-03-04",
+        "identifier": [{"system": "urn:flush", "value": str(i)}],
+    }
+
+
+def _counts(store: Store) -> dict[str, int]:
+    with store.read_conn() as c:
+        return {
+            t.name: c.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in (resources, history, *INDEX_TABLES.values())
+        }
+
+
+@pytest.mark.parametrize("n", [1, 3, COPY_MIN_ROWS - 1, COPY_MIN_ROWS + 6])
+def test_flush_writes_every_row(store: Store, n: int) -> None:
+    with store.write() as ctx:
+        results = [ctx.update("Patient", f"flush-{i}", _patient(i)) for i in range(n)]
+    counts = _counts(store)
+    assert counts["resources"] == n and counts["resource_history"] == n
+    assert counts["idx_token"] >= n and counts["idx_string"] >= n and counts["idx_date"] >= n
+    for i, r in enumerate(results):
+        got = store.read("Patient", f"flush-{i}")
+        assert got.version == 1 and got.data == r.data
+    found = store.search("Patient", [("identifier", f"urn:flush|{n - 1}")])
+    assert [h.rid for h in found.matches] == [f"flush-{n - 1}"]
+    with store.read_conn() as c:  # every index row belongs to its own resource
+        pks = dict(c.execute(select(resources.c.rid, resources.c.pk)).all())
+        dates = c.execute(text("SELECT pk, low FROM idx_date WHERE param = 'birthdate'")).all()
+    by_pk = {pk: low for pk, low in dates}
+    for i in range(n):
+        year = 1950 + i % 50
+        assert str(year) in str(_year_of(by_pk[pks[f"flush-{i}"]]))
+
+
+def _year_of(low_us: int) -> int:
+    from ehr.search.dates import us_to_instant
+
+    return int(us_to_instant(low_us)[:4])
+
+
+@pytest.mark.parametrize("n", [1, COPY_MIN_ROWS + 1])
+def test_duplicate_id_in_a_flush_is_a_conflict_and_writes_nothing(store: Store, n: int) -> None:
+    store.update("Patient", "flush-0", _patient(0))
+    before = _counts(store)
+    with pytest.raises(Conflict), store.write() as ctx:
+        for i in range(n):
+            ctx.insert_with_id("Patient", f"flush-{i}", _patient(i))
+    assert _counts(store) == before
+
+
+@pytest.mark.parametrize("n", [1, COPY_MIN_ROWS + 1])
+def test_over_long_index_value_is_refused_not_cut(store: Store, backend: str, n: int) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    rows = [
+        {"pk": 10_000 + i, "rtype": "Patient", "param": "x", "value": "u" * 2000} for i in range(n)
+    ]
+    with pytest.raises(DBAPIError), store.engine.begin() as conn:
+        repo = Repository(conn)
+        repo._write(INDEX_TABLES["uri"], rows)
+    assert _counts(store)["idx_uri"] == 0
