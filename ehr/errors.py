@@ -106,7 +106,13 @@ def _kind(status: int, default_code: str) -> type[FhirError]:
         headers: dict[str, str] | None = None,
     ) -> None:
         FhirError.__init__(
-            self, status, code, diagnostics, tuple(expression), list(issues or []), dict(headers or {})
+            self,
+            status,
+            code,
+            diagnostics,
+            tuple(expression),
+            list(issues or []),
+            dict(headers or {}),
         )
 
     return type("_FhirErrorKind", (FhirError,), {"__init__": init})  # type: ignore[return-value]

@@ -84,7 +84,16 @@ def history(
             raise BadRequest("Invalid history cursor")
         page_conds.append(tuple_(h.c.last_updated, h.c.pk, h.c.version) < tuple_(*pos))
     rows = conn.execute(
-        select(h.c.rtype, h.c.rid, h.c.version, h.c.last_updated, h.c.method, h.c.deleted, h.c.data, h.c.pk)
+        select(
+            h.c.rtype,
+            h.c.rid,
+            h.c.version,
+            h.c.last_updated,
+            h.c.method,
+            h.c.deleted,
+            h.c.data,
+            h.c.pk,
+        )
         .where(*page_conds)
         .order_by(h.c.last_updated.desc(), h.c.pk.desc(), h.c.version.desc())
         .limit(count + 1)
@@ -94,5 +103,7 @@ def history(
     if not rows:
         return HistoryPage([], None, total)
     entries = [HistoryEntry(*r[:7]) for r in rows]
-    next_cursor = encode_cursor([rows[-1].last_updated, rows[-1].pk, rows[-1].version]) if more else None
+    next_cursor = (
+        encode_cursor([rows[-1].last_updated, rows[-1].pk, rows[-1].version]) if more else None
+    )
     return HistoryPage(entries, next_cursor, total)

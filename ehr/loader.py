@@ -23,7 +23,9 @@ CHUNK = 500
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
     for p in paths:
         if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.suffix in (".json", ".ndjson") and f.is_file())
+            yield from sorted(
+                f for f in p.rglob("*") if f.suffix in (".json", ".ndjson") and f.is_file()
+            )
         else:
             yield p
 
@@ -46,7 +48,13 @@ def load_resources(store: Store, items: Iterable[tuple[dict[str, Any], str | Non
         ctx.repo.prefetch(
             (res["resourceType"], rid)
             for res, url in items
-            if (rid := (url.rsplit("/", 1)[1] if url and "/" in url and "?" not in url else res.get("id")))
+            if (
+                rid := (
+                    url.rsplit("/", 1)[1]
+                    if url and "/" in url and "?" not in url
+                    else res.get("id")
+                )
+            )
         )
         for res, url in items:
             put_or_create(ctx, res, url)
@@ -66,7 +74,9 @@ def _chunks(lines: Iterable[str]) -> Iterator[list[tuple[dict[str, Any], str | N
         yield chunk
 
 
-def load_paths(store: Store, paths: Iterable[Path], progress: Callable[[int], None] | None = None) -> int:
+def load_paths(
+    store: Store, paths: Iterable[Path], progress: Callable[[int], None] | None = None
+) -> int:
     """Load every file under ``paths``; ``progress(n)`` is called after each written batch."""
     total = 0
     for f in iter_files(paths):
@@ -78,11 +88,16 @@ def load_paths(store: Store, paths: Iterable[Path], progress: Callable[[int], No
                         progress(len(chunk))
             continue
         doc = loads(f.read_bytes())
-        if isinstance(doc, dict) and doc.get("resourceType") == "Bundle" and doc.get("type") in (
-            "transaction",
-            "batch",
-            "collection",
-            "searchset",
+        if (
+            isinstance(doc, dict)
+            and doc.get("resourceType") == "Bundle"
+            and doc.get("type")
+            in (
+                "transaction",
+                "batch",
+                "collection",
+                "searchset",
+            )
         ):
             items = [
                 (e["resource"], (e.get("request") or {}).get("url"))

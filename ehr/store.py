@@ -187,7 +187,9 @@ class WriteContext:
         self._clock = t
         return t
 
-    def _prepare(self, resource: Any, rtype: str | None, rid: str | None, validate: bool) -> dict[str, Any]:
+    def _prepare(
+        self, resource: Any, rtype: str | None, rid: str | None, validate: bool
+    ) -> dict[str, Any]:
         if validate:
             self.store.validator(resource, expected_type=rtype, expected_id=rid)
         elif not isinstance(resource, dict) or "resourceType" not in resource:
@@ -206,7 +208,9 @@ class WriteContext:
             key = int.from_bytes(hashlib.sha256(canon.encode()).digest()[:8], "big", signed=True)
             self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
-    def match(self, rtype: str, params: Sequence[tuple[str, str]], limit: int = 2) -> list[CurrentRow]:
+    def match(
+        self, rtype: str, params: Sequence[tuple[str, str]], limit: int = 2
+    ) -> list[CurrentRow]:
         """Current resources matching a search condition (at most ``limit``)."""
         pks = self.store.search_engine.match(self.conn, rtype, list(params), limit=limit)
         return self.repo.current_by_pks(pks)
@@ -214,7 +218,9 @@ class WriteContext:
     # -- interactions --------------------------------------------------------------------------
     def create(self, resource: Any, *, validate: bool = True) -> WriteResult:
         """http://hl7.org/fhir/R4/http.html#create: the server assigns the id."""
-        if isinstance(resource, dict) and "id" in resource:  # the server ignores a body id on create
+        if (
+            isinstance(resource, dict) and "id" in resource
+        ):  # the server ignores a body id on create
             resource = {k: v for k, v in resource.items() if k != "id"}
         res = self._prepare(resource, None, None, validate)
         return self._insert(res["resourceType"], str(uuid.uuid4()), res)
@@ -234,7 +240,9 @@ class WriteContext:
         self.repo.insert_new(rtype, rid, ts, data, self.store.index(body))
         return WriteResult(rtype, rid, 1, ts, data, "created")
 
-    def conditional_create(self, resource: Any, if_none_exist: str, *, validate: bool = True) -> WriteResult:
+    def conditional_create(
+        self, resource: Any, if_none_exist: str, *, validate: bool = True
+    ) -> WriteResult:
         """http://hl7.org/fhir/R4/http.html#ccreate: create unless ``If-None-Exist`` matches."""
         res = self._prepare(resource, None, None, validate)
         rtype = res["resourceType"]
@@ -286,7 +294,13 @@ class WriteContext:
         return WriteResult(rtype, rid, version, ts, data, "created" if cur.deleted else "updated")
 
     def conditional_update(
-        self, rtype: str, query: str, resource: Any, *, if_match: int | None = None, validate: bool = True
+        self,
+        rtype: str,
+        query: str,
+        resource: Any,
+        *,
+        if_match: int | None = None,
+        validate: bool = True,
     ) -> WriteResult:
         """http://hl7.org/fhir/R4/http.html#cond-update: ``PUT Type?search``."""
         res = self._prepare(resource, rtype, None, validate)
@@ -294,7 +308,9 @@ class WriteContext:
         self.lock_condition(rtype, params)
         found = self.match(rtype, params)
         if len(found) > 1:
-            raise PreconditionFailed(f"Condition '{query}' matches more than one {rtype}", "multiple-matches")
+            raise PreconditionFailed(
+                f"Condition '{query}' matches more than one {rtype}", "multiple-matches"
+            )
         if not found:
             rid = res.get("id") or str(uuid.uuid4())
             check_id(rid)
@@ -303,7 +319,9 @@ class WriteContext:
             return self._insert(rtype, rid, res)
         rid = found[0].rid
         if res.get("id") not in (None, rid):
-            raise BadRequest(f"Resource id {res.get('id')!r} does not match the matched {rtype}/{rid}")
+            raise BadRequest(
+                f"Resource id {res.get('id')!r} does not match the matched {rtype}/{rid}"
+            )
         return self.update(rtype, rid, {**res, "id": rid}, if_match=if_match, validate=False)
 
     def patch(
@@ -323,7 +341,11 @@ class WriteContext:
                 f"Version conflict on {rtype}/{rid}: If-Match {if_match}, current {cur.version}"
             )
         current = loads(cur.data)
-        patched = apply_json_patch(current, patch) if kind == "json" else apply_fhirpath_patch(current, patch)
+        patched = (
+            apply_json_patch(current, patch)
+            if kind == "json"
+            else apply_fhirpath_patch(current, patch)
+        )
         meta = patched.get("meta")
         if isinstance(meta, dict):  # server-owned fields are not the client's to patch
             meta.pop("versionId", None)
@@ -339,7 +361,9 @@ class WriteContext:
         if len(found) != 1:
             if not found:
                 raise NotFound(f"No {rtype} matches '{query}'")
-            raise PreconditionFailed(f"Condition '{query}' matches more than one {rtype}", "multiple-matches")
+            raise PreconditionFailed(
+                f"Condition '{query}' matches more than one {rtype}", "multiple-matches"
+            )
         return self.patch(rtype, found[0].rid, kind, patch, if_match=if_match)
 
     def delete(self, rtype: str, rid: str, *, if_match: int | None = None) -> WriteResult | None:
@@ -362,7 +386,9 @@ class WriteContext:
         self.repo.write_version(cur, version, ts, None, None, "delete")
         return WriteResult(rtype, rid, version, ts, None, "deleted")
 
-    def conditional_delete(self, rtype: str, query: str, *, multiple: bool = False) -> list[WriteResult]:
+    def conditional_delete(
+        self, rtype: str, query: str, *, multiple: bool = False
+    ) -> list[WriteResult]:
         """http://hl7.org/fhir/R4/http.html#3.1.0.7.1: single mode answers 412 when several match."""
         params = parse_condition(query)
         self.lock_condition(rtype, params)
@@ -374,7 +400,9 @@ class WriteContext:
                 "multiple-matches",
             )
         if len(found) > cap:
-            raise PreconditionFailed(f"Condition '{query}' matches more than {cap} resources", "too-costly")
+            raise PreconditionFailed(
+                f"Condition '{query}' matches more than {cap} resources", "too-costly"
+            )
         return [r for r in (self.delete(rtype, c.rid) for c in found) if r is not None]
 
 
@@ -524,7 +552,9 @@ class Store:
                 return ctx.conditional_create(resource, if_none_exist)
             return ctx.create(resource)
 
-    def update(self, rtype: str, rid: str, resource: Any, *, if_match: int | None = None) -> WriteResult:
+    def update(
+        self, rtype: str, rid: str, resource: Any, *, if_match: int | None = None
+    ) -> WriteResult:
         check_type(rtype)
         with self.write() as ctx:
             return ctx.update(rtype, rid, resource, if_match=if_match)
@@ -536,7 +566,9 @@ class Store:
         with self.write() as ctx:
             return ctx.conditional_update(rtype, query, resource, if_match=if_match)
 
-    def patch(self, rtype: str, rid: str, kind: str, patch: Any, *, if_match: int | None = None) -> WriteResult:
+    def patch(
+        self, rtype: str, rid: str, kind: str, patch: Any, *, if_match: int | None = None
+    ) -> WriteResult:
         check_type(rtype)
         with self.write() as ctx:
             return ctx.patch(rtype, rid, kind, patch, if_match=if_match)
@@ -553,7 +585,9 @@ class Store:
         with self.write() as ctx:
             return ctx.delete(rtype, rid, if_match=if_match)
 
-    def conditional_delete(self, rtype: str, query: str, *, multiple: bool = False) -> list[WriteResult]:
+    def conditional_delete(
+        self, rtype: str, query: str, *, multiple: bool = False
+    ) -> list[WriteResult]:
         check_type(rtype)
         with self.write() as ctx:
             return ctx.conditional_delete(rtype, query, multiple=multiple)
@@ -619,4 +653,3 @@ class Store:
         self.refresh_search_parameters()
         with self.read_conn() as conn:
             return self.search_engine.search(conn, rtype, list(params), **kwargs)
-

@@ -34,7 +34,12 @@ from ehr.validation import check_id
 __all__ = ["EntryRequest", "process_bundle"]
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_STATUS = {"created": "201 Created", "updated": "200 OK", "existing": "200 OK", "deleted": "204 No Content"}
+_STATUS = {
+    "created": "201 Created",
+    "updated": "200 OK",
+    "existing": "200 OK",
+    "deleted": "204 No Content",
+}
 
 
 @dataclass
@@ -82,10 +87,12 @@ def _etag_version(value: Any) -> int | None:
     try:
         return int(s)
     except ValueError as exc:
-        raise BadRequest(f"Invalid ifMatch {value!r}: expected W/\"<version>\"") from exc
+        raise BadRequest(f'Invalid ifMatch {value!r}: expected W/"<version>"') from exc
 
 
-def _parse_entries(bundle: dict[str, Any], base: str | None, max_entries: int) -> list[EntryRequest]:
+def _parse_entries(
+    bundle: dict[str, Any], base: str | None, max_entries: int
+) -> list[EntryRequest]:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise BadRequest("Bundle.entry must be an array", "structure")
@@ -99,10 +106,14 @@ def _parse_entries(bundle: dict[str, Any], base: str | None, max_entries: int) -
         where = f"Bundle.entry[{i}]"
         req = e.get("request") if isinstance(e, dict) else None
         if not isinstance(req, dict) or not req.get("method") or not req.get("url"):
-            raise BadRequest(f"{where}: request.method and request.url are required", expression=[where])
+            raise BadRequest(
+                f"{where}: request.method and request.url are required", expression=[where]
+            )
         method = str(req["method"]).upper()
         if method not in _ORDER:
-            raise BadRequest(f"{where}: unsupported method {method}", "not-supported", expression=[where])
+            raise BadRequest(
+                f"{where}: unsupported method {method}", "not-supported", expression=[where]
+            )
         rtype, rid, vid, query = _parse_url(str(req["url"]), base)
         resource = e.get("resource")
         if method in ("POST", "PUT") and not isinstance(resource, dict):
@@ -144,7 +155,12 @@ def _rewrite(node: Any, mapping: dict[str, str]) -> Any:
 def _conditional_refs(node: Any, found: set[str]) -> None:
     if isinstance(node, dict):
         for k, v in node.items():
-            if k == "reference" and isinstance(v, str) and "?" in v and not v.startswith(("urn:", "#", "http")):
+            if (
+                k == "reference"
+                and isinstance(v, str)
+                and "?" in v
+                and not v.startswith(("urn:", "#", "http"))
+            ):
                 found.add(v)
             else:
                 _conditional_refs(v, found)
@@ -156,7 +172,11 @@ def _conditional_refs(node: Any, found: set[str]) -> None:
 def _response(w: WriteResult | None, base: str | None) -> dict[str, Any]:
     if w is None:
         return {"status": "204 No Content"}
-    resp: dict[str, Any] = {"status": _STATUS[w.outcome], "etag": w.etag, "lastModified": w.last_modified}
+    resp: dict[str, Any] = {
+        "status": _STATUS[w.outcome],
+        "etag": w.etag,
+        "lastModified": w.last_modified,
+    }
     if w.outcome != "deleted":
         prefix = f"{base.rstrip('/')}/" if base else ""
         resp["location"] = f"{prefix}{w.rtype}/{w.rid}/_history/{w.version}"
@@ -176,14 +196,18 @@ def _patch_body(e: EntryRequest) -> tuple[str, Any]:
 
 
 class _Run:
-    def __init__(self, ctx: WriteContext, base: str | None, read: Callable[..., dict[str, Any]] | None):
+    def __init__(
+        self, ctx: WriteContext, base: str | None, read: Callable[..., dict[str, Any]] | None
+    ):
         self.ctx = ctx
         self.base = base
         self.read = read
 
     def resolve_targets(self, entries: list[EntryRequest], mapping: dict[str, str]) -> None:
         self.ctx.repo.prefetch(
-            (e.rtype, e.rid) for e in entries if e.method == "PUT" and e.rtype and e.rid and e.query is None
+            (e.rtype, e.rid)
+            for e in entries
+            if e.method == "PUT" and e.rtype and e.rid and e.query is None
         )
         for e in entries:
             if e.method == "POST":
@@ -207,7 +231,9 @@ class _Run:
                 self.ctx.lock_condition(e.rtype, params)
                 found = self.ctx.match(e.rtype, params)
                 if len(found) > 1:
-                    raise PreconditionFailed(f"{e.where}: '{e.query}' matches several {e.rtype}", "multiple-matches")
+                    raise PreconditionFailed(
+                        f"{e.where}: '{e.query}' matches several {e.rtype}", "multiple-matches"
+                    )
                 assert e.resource is not None
                 e.target_id = found[0].rid if found else (e.resource.get("id") or str(uuid.uuid4()))
             elif e.method == "PUT" and e.rtype and e.rid:
@@ -215,7 +241,9 @@ class _Run:
             if e.full_url and e.target_id and e.rtype:
                 mapping[e.full_url] = f"{e.rtype}/{e.target_id}"
 
-    def resolve_conditional_refs(self, entries: list[EntryRequest], mapping: dict[str, str]) -> None:
+    def resolve_conditional_refs(
+        self, entries: list[EntryRequest], mapping: dict[str, str]
+    ) -> None:
         refs: set[str] = set()
         for e in entries:
             if e.resource is not None:
@@ -231,9 +259,13 @@ class _Run:
             if not found:
                 raise NotFound(f"Conditional reference '{ref}' matches no resource", "not-found")
             if len(found) > 1:
-                raise PreconditionFailed(f"Conditional reference '{ref}' matches several resources", "multiple-matches")
+                raise PreconditionFailed(
+                    f"Conditional reference '{ref}' matches several resources", "multiple-matches"
+                )
             matched[ref] = found[0]
-        rids = {row.pk: row.rid for row in self.ctx.repo.current_by_pks(set(matched.values()))}  # one query
+        rids = {
+            row.pk: row.rid for row in self.ctx.repo.current_by_pks(set(matched.values()))
+        }  # one query
         for ref, pk in matched.items():
             mapping[ref] = f"{ref.partition('?')[0]}/{rids[pk]}"
 
@@ -254,7 +286,11 @@ class _Run:
             if e.existing:
                 cur = ctx.repo.current(e.rtype, e.target_id)
                 assert cur is not None
-                return {"status": "200 OK", "etag": f'W/"{cur.version}"', "location": f"{e.rtype}/{e.target_id}/_history/{cur.version}"}
+                return {
+                    "status": "200 OK",
+                    "etag": f'W/"{cur.version}"',
+                    "location": f"{e.rtype}/{e.target_id}/_history/{cur.version}",
+                }
             if e.resource.get("resourceType") != e.rtype:
                 raise BadRequest(f"{e.where}: resource type does not match request.url {e.rtype}")
             ctx.store.validator(e.resource, expected_type=e.rtype)
@@ -274,7 +310,10 @@ class _Run:
             check_type(e.rtype)
             kind, doc = _patch_body(e)
             if e.query is not None:
-                return _response(ctx.conditional_patch(e.rtype, e.query, kind, doc, if_match=e.if_match), self.base)
+                return _response(
+                    ctx.conditional_patch(e.rtype, e.query, kind, doc, if_match=e.if_match),
+                    self.base,
+                )
             if not e.rid:
                 raise BadRequest(f"{e.where}: PATCH needs Type/id or Type?search")
             return _response(ctx.patch(e.rtype, e.rid, kind, doc, if_match=e.if_match), self.base)
@@ -293,7 +332,9 @@ def _name_entry(exc: FhirError, e: EntryRequest) -> FhirError:
     issues = [
         Issue(
             i.code,
-            i.diagnostics if i.diagnostics.startswith("Bundle.entry[") else f"{e.where}: {i.diagnostics}",
+            i.diagnostics
+            if i.diagnostics.startswith("Bundle.entry[")
+            else f"{e.where}: {i.diagnostics}",
             i.severity,
             (e.where, *i.expression),
         )
@@ -341,7 +382,10 @@ def process_bundle(
 
 
 def _transaction(
-    store: Store, entries: list[EntryRequest], base: str | None, read: Callable[..., dict[str, Any]] | None
+    store: Store,
+    entries: list[EntryRequest],
+    base: str | None,
+    read: Callable[..., dict[str, Any]] | None,
 ) -> dict[str, Any]:
     seen: set[str] = set()
     for e in entries:
@@ -369,7 +413,9 @@ def _transaction(
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",
-        "entry": [e.response if "response" in e.response else {"response": e.response} for e in entries],
+        "entry": [
+            e.response if "response" in e.response else {"response": e.response} for e in entries
+        ],
     }
 
 
@@ -394,5 +440,3 @@ def _batch(
         except FhirError as exc:
             out[e.index] = _error_entry(exc)
     return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
-
-

@@ -45,6 +45,7 @@ from ehr.settings import Settings, get_settings
 from ehr.store import Store
 
 from .actors import actor_from_token
+from .apps import install_apps
 from .auth import install as install_auth
 from .cards import install as install_cards
 from .deps import Authorizer, allow_all
@@ -65,7 +66,9 @@ from .limits import BodyLimitMiddleware, TimeLimitMiddleware
 from .operations import bulk as op_bulk
 from .operations import empi as op_empi
 from .operations import everything as op_everything
+from .operations import reindex as op_reindex
 from .operations import validate as op_validate
+from .route_filter import prefilter
 
 __all__ = ["DEFAULT_PREFIX", "INTERACTIONS", "create_app", "include_before_interactions"]
 
@@ -74,7 +77,7 @@ VERSION = "0.1.0"
 
 
 #: $operation route modules (matched before the generic interaction routes)
-OPERATIONS = (op_validate, op_empi, op_bulk, op_everything)
+OPERATIONS = (op_validate, op_empi, op_bulk, op_everything, op_reindex)
 
 #: interaction modules in matching order (literal segments before {type}/{id})
 INTERACTIONS = (capabilities, history, vread, search, read, update, patch, delete, create, batch)
@@ -114,6 +117,7 @@ def include_before_interactions(app: FastAPI, router: APIRouter) -> None:
     added = _copy_routes(app, router, app.state.prefix)
     if not added:
         return
+    prefilter(added)  # cheap path pre-check before each route's matches (fhir_api.route_filter)
     del app.router.routes[-len(added) :]
     first: int = app.state.first_fhir_route
     app.router.routes[first:first] = added
@@ -140,6 +144,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prefilter(app.router.routes)  # also the routes installed or replaced after create_app
         worker = BulkWorker(built, settings.data_dir)  # Bulk Data jobs survive restarts
         app.state.bulk_worker = worker
         worker.start()
@@ -173,12 +178,16 @@ def create_app(
         include_before_interactions(app, op.router)
     install_auth(app)  # SMART on FHIR authorization server (public OAuth endpoints, discovery)
     install_cards(app)  # health one-card: terminal operations, issuer JWKS
+    install_apps(app)  # the SMART web apps under /app/ (static pages, their OAuth clients)
     # the booking rules hook on plain FHIR writes (kept if the store already has one installed)
     state.appointments = installed_appointments(built) or install_appointments(built)
     if settings.empi:  # regional patient identity: matching on every Patient write
         install_empi(built)
-    include_before_interactions(app, appointments_router(resolve_actor=actor_resolver or actor_from_token))
+    include_before_interactions(
+        app, appointments_router(resolve_actor=actor_resolver or actor_from_token)
+    )
     install_error_handlers(app)
+    prefilter(app.router.routes)  # cheap path pre-check before each route's matches
     app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)

@@ -15,10 +15,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ehr.errors import FhirError
 from ehr.settings import get_settings
 from ehr.store import Store
+
+if TYPE_CHECKING:
+    from fhir_api.apps.demo_accounts import DemoAccount
 
 __all__ = ["main"]
 
@@ -93,6 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         and store.exists(resources[0]["resourceType"], resources[0]["id"])
     ):
         print("demo city already loaded (use --force to load it again)")
+        _demo_logins(store)
         return 0
     booking = demo_schedules(resources) + demo_policies(resources)
     with tqdm(total=len(resources), desc="demo city", unit=" res", disable=args.quiet) as bar:
@@ -107,7 +112,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"loaded the demo city: {len(resources)} resources (seed {args.seed}), "
         f"{len(booking)} schedules and booking policies, {slots} bookable slots"
     )
+    _demo_logins(store)
     return 0
+
+
+def _demo_logins(store: Store) -> None:
+    """The apps' demo accounts (created once) and their fixed passwords."""
+    from fhir_api.apps.demo_accounts import ensure_demo_accounts
+    from fhir_api.auth import AuthSettings
+    from fhir_api.auth.config import account_store
+
+    accounts = ensure_demo_accounts(store, account_store(store.engine, AuthSettings()))
+    if accounts:
+        print("demo logins for the apps at /app/ (booking, workstation, nurse):")
+    for a in accounts:
+        print(
+            f"  {a.username:<14} {a.password:<14} {a.role:<13} {a.fhir_user}  {a.display_name}"
+            f"{'  (' + a.note + ')' if a.note else ''}"
+        )
+    _demo_ward(store, accounts)
+
+
+def _demo_ward(store: Store, accounts: list[DemoAccount]) -> None:
+    """Inpatients on the demo nurse's ward, for the nurse station (created once)."""
+    from fhir_api.apps.demo_ward import ensure_demo_ward
+
+    nurse = next((a for a in accounts if a.role == "nurse"), None)
+    citizens = tuple(a.fhir_user for a in accounts if a.role == "citizen")
+    ward = ensure_demo_ward(store, nurse, exclude=citizens) if nurse is not None else None
+    if ward is not None:
+        beds = ", ".join(f"{a.bed_name} {a.name} ({a.mrn})" for a in ward.admissions)
+        print(f"demo ward Location/{ward.ward} (demo.nurse): {beds}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,11 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .auth.cli import add_subcommands as auth_commands
     from .cards.cli import add_subcommands as card_commands
+    from .empi_cli import add_subcommands as empi_commands
     from .reindex_cli import add_subcommands as reindex_commands
+    from .security_cli import add_subcommands as security_commands
 
     auth_commands(sub)  # ehr users …, ehr clients …, ehr keys …
     card_commands(sub)  # ehr cards …
+    empi_commands(sub)  # ehr empi backfill|status
     reindex_commands(sub)  # ehr reindex
+    security_commands(sub)  # ehr audit verify|sync, ehr consent rebuild
     return ap
 
 

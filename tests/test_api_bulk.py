@@ -49,7 +49,10 @@ def test_export_life_cycle(store: Store, tmp_path: Path) -> None:
 def test_export_kick_off_errors(store: Store, tmp_path: Path) -> None:
     c = TestClient(create_app(store, Settings(data_dir=tmp_path)))
     assert c.get("/fhir/$export").status_code == 400  # no Prefer: respond-async
-    assert c.get("/fhir/$export", params={"_outputFormat": "text/csv"}, headers=ASYNC).status_code == 400
+    assert (
+        c.get("/fhir/$export", params={"_outputFormat": "text/csv"}, headers=ASYNC).status_code
+        == 400
+    )
     assert c.get("/fhir/$export", params={"_type": "Banana"}, headers=ASYNC).status_code == 400
     assert c.get("/fhir/Group/nope/$export", headers=ASYNC).status_code == 404
     assert c.get("/fhir/$bulk-status/unknown").status_code == 404

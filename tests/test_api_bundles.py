@@ -22,12 +22,23 @@ def test_transaction_over_http(store: Store) -> None:
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
-             "resource": {"resourceType": "Patient", "name": [{"family": "刘", "given": ["洋"]}]},
-             "request": {"method": "POST", "url": "Patient"}},
-            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "心率"},
-                          "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"}},
-             "request": {"method": "POST", "url": "Observation"}},
+            {
+                "fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111",
+                "resource": {
+                    "resourceType": "Patient",
+                    "name": [{"family": "刘", "given": ["洋"]}],
+                },
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "心率"},
+                    "subject": {"reference": "urn:uuid:11111111-1111-4111-8111-111111111111"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
             {"request": {"method": "GET", "url": "Observation?code:text=心率"}},
         ],
     }
@@ -48,8 +59,14 @@ def test_transaction_error_names_entry_and_writes_nothing(store: Store) -> None:
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
-            {"resource": {"resourceType": "Patient", "gender": "banana"}, "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {"resourceType": "Patient", "gender": "banana"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
         ],
     }
     r = c.post("/fhir", json=bundle, headers=FHIR)
@@ -65,7 +82,10 @@ def test_batch_over_http(store: Store) -> None:
         "resourceType": "Bundle",
         "type": "batch",
         "entry": [
-            {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": {"resourceType": "Patient"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
             {"request": {"method": "GET", "url": "Patient/missing"}},
         ],
     }
@@ -80,17 +100,31 @@ def test_bundle_errors(store: Store) -> None:
     c = client(store)
     assert c.post("/fhir", content=b"{not json", headers=FHIR).status_code == 400
     assert c.post("/fhir", json={"resourceType": "Patient"}, headers=FHIR).status_code == 400
-    assert c.post("/fhir", content=b"<Bundle/>", headers={"Content-Type": "application/fhir+xml"}).status_code == 415
+    assert (
+        c.post(
+            "/fhir", content=b"<Bundle/>", headers={"Content-Type": "application/fhir+xml"}
+        ).status_code
+        == 415
+    )
 
 
 def test_validate_operation(store: Store) -> None:
     c = client(store)
-    r = c.post("/fhir/Patient/$validate", json={"resourceType": "Patient", "gender": "banana",
-                                                "contact": [{"relationship": [{"text": "父亲"}]}]}, headers=FHIR)
+    r = c.post(
+        "/fhir/Patient/$validate",
+        json={
+            "resourceType": "Patient",
+            "gender": "banana",
+            "contact": [{"relationship": [{"text": "父亲"}]}],
+        },
+        headers=FHIR,
+    )
     assert r.status_code == 200
     issues = r.json()["issue"]
     assert any(i.get("expression") == ["Patient.gender"] for i in issues)
     assert any("pat-1" in i["diagnostics"] for i in issues)
-    ok = c.post("/fhir/Patient/$validate", json={"resourceType": "Patient", "gender": "male"}, headers=FHIR)
+    ok = c.post(
+        "/fhir/Patient/$validate", json={"resourceType": "Patient", "gender": "male"}, headers=FHIR
+    )
     assert ok.json()["issue"][0]["severity"] == "information"
     assert c.get("/fhir/Patient").json()["total"] == 0

@@ -87,7 +87,9 @@ def test_interactions_follow_the_routes(store: Store) -> None:
     assert {"code": "transaction"} in full["rest"][0]["interaction"]
     app = create_app(store, settings())
     app.router.routes[:] = [
-        r for r in app.router.routes if getattr(r, "name", "") not in ("transaction", "transaction-slash")
+        r
+        for r in app.router.routes
+        if getattr(r, "name", "") not in ("transaction", "transaction-slash")
     ]
     app.state.capability_cache.clear()
     plain = _metadata(TestClient(app, base_url="http://testserver/fhir"))

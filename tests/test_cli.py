@@ -29,7 +29,8 @@ def test_migrate_is_idempotent(configured: str, capsys: pytest.CaptureFixture[st
 
 def test_load_files_bundles_and_ndjson(configured: str, tmp_path: Path) -> None:
     (tmp_path / "one.json").write_text(
-        json.dumps({"resourceType": "Patient", "id": "p-one", "name": [{"family": "李"}]}), encoding="utf-8"
+        json.dumps({"resourceType": "Patient", "id": "p-one", "name": [{"family": "李"}]}),
+        encoding="utf-8",
     )
     bundle = {
         "resourceType": "Bundle",
@@ -39,14 +40,20 @@ def test_load_files_bundles_and_ndjson(configured: str, tmp_path: Path) -> None:
                 "resource": {"resourceType": "Organization", "name": "市第一人民医院"},
                 "request": {"method": "PUT", "url": "Organization/org-1"},
             },
-            {"resource": {"resourceType": "Practitioner", "name": [{"family": "王"}]}, "request": {"method": "POST", "url": "Practitioner"}},
+            {
+                "resource": {"resourceType": "Practitioner", "name": [{"family": "王"}]},
+                "request": {"method": "POST", "url": "Practitioner"},
+            },
         ],
     }
     sub = tmp_path / "sub"
     sub.mkdir()
     (sub / "b.json").write_text(json.dumps(bundle), encoding="utf-8")
     (sub / "c.ndjson").write_text(
-        "\n".join(json.dumps({"resourceType": "Patient", "id": f"nd-{i}", "gender": "male"}) for i in range(7)),
+        "\n".join(
+            json.dumps({"resourceType": "Patient", "id": f"nd-{i}", "gender": "male"})
+            for i in range(7)
+        ),
         encoding="utf-8",
     )
     assert main(["load", str(tmp_path), "--quiet"]) == 0

@@ -31,12 +31,17 @@ def counts(store: Store) -> tuple[int, int, int]:
     with store.read_conn() as c:
         n_res = c.execute(select(func.count()).select_from(resources)).scalar_one()
         n_hist = c.execute(select(func.count()).select_from(history)).scalar_one()
-        n_idx = sum(c.execute(select(func.count()).select_from(t)).scalar_one() for t in INDEX_TABLES.values())
+        n_idx = sum(
+            c.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in INDEX_TABLES.values()
+        )
     return n_res, n_hist, n_idx
 
 
 def test_create_read_stamps_meta(store: Store) -> None:
-    w = store.create(patient(meta={"tag": [{"system": "urn:t", "code": "demo"}], "versionId": "99"}))
+    w = store.create(
+        patient(meta={"tag": [{"system": "urn:t", "code": "demo"}], "versionId": "99"})
+    )
     assert w.created and w.version == 1
     got = store.read("Patient", w.rid).resource()
     assert got["id"] == w.rid
@@ -49,7 +54,9 @@ def test_create_read_stamps_meta(store: Store) -> None:
 def test_update_versions_and_history(store: Store) -> None:
     w = store.create(patient())
     for i in range(3):
-        w = store.update("Patient", w.rid, {**patient(given=f"伟{i}"), "id": w.rid}, if_match=w.version)
+        w = store.update(
+            "Patient", w.rid, {**patient(given=f"伟{i}"), "id": w.rid}, if_match=w.version
+        )
     assert w.version == 4
     assert store.vread("Patient", w.rid, 2).resource()["name"][0]["given"] == ["伟0"]
     page = store.history(rtype="Patient", rid=w.rid, count=10)
@@ -138,7 +145,11 @@ def test_concurrent_conditional_create_makes_one(store: Store) -> None:
     def go() -> None:
         barrier.wait()
         try:
-            results.append(store.create(patient(identifier=[ident]), if_none_exist="identifier=urn:mrn|RACE").rid)
+            results.append(
+                store.create(
+                    patient(identifier=[ident]), if_none_exist="identifier=urn:mrn|RACE"
+                ).rid
+            )
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -154,7 +165,9 @@ def test_concurrent_conditional_create_makes_one(store: Store) -> None:
 
 def test_conditional_update_and_delete(store: Store) -> None:
     ident = {"system": "urn:mrn", "value": "C1"}
-    created = store.conditional_update("Patient", "identifier=urn:mrn|C1", patient(identifier=[ident]))
+    created = store.conditional_update(
+        "Patient", "identifier=urn:mrn|C1", patient(identifier=[ident])
+    )
     assert created.created
     updated = store.conditional_update(
         "Patient", "identifier=urn:mrn|C1", patient(given="改", identifier=[ident])
@@ -174,7 +187,9 @@ def test_patch_json_and_fhirpath(store: Store) -> None:
     assert p.version == 2 and store.read("Patient", w.rid).resource()["gender"] == "male"
     before = counts(store)
     with pytest.raises(Unprocessable):
-        store.patch("Patient", w.rid, "json", [{"op": "replace", "path": "/gender", "value": "banana"}])
+        store.patch(
+            "Patient", w.rid, "json", [{"op": "replace", "path": "/gender", "value": "banana"}]
+        )
     assert counts(store) == before
 
 

@@ -26,7 +26,11 @@ def tx(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
 
 
 def post(full_url: str, resource: dict[str, Any], **req: Any) -> dict[str, Any]:
-    return {"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": resource["resourceType"], **req}}
+    return {
+        "fullUrl": full_url,
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"], **req},
+    }
 
 
 PAT = "urn:uuid:7f4a1b2c-0000-4000-8000-000000000001"
@@ -40,7 +44,10 @@ def encounter_bundle() -> dict[str, Any]:
             {
                 "resourceType": "Encounter",
                 "status": "finished",
-                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "AMB",
+                },
                 "subject": {"reference": PAT},
             },
         ),
@@ -53,11 +60,23 @@ def encounter_bundle() -> dict[str, Any]:
                 "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
                 "subject": {"reference": PAT},
                 "encounter": {"reference": ENC},
-                "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
-                "extension": [{"url": "http://example.org/ext", "valueReference": {"reference": PAT}}],
+                "valueQuantity": {
+                    "value": 72,
+                    "unit": "/min",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "/min",
+                },
+                "extension": [
+                    {"url": "http://example.org/ext", "valueReference": {"reference": PAT}}
+                ],
                 "contained": [
-                    {"resourceType": "Provenance", "id": "p1", "recorded": "2026-01-01T00:00:00Z",
-                     "target": [{"reference": ENC}], "agent": [{"who": {"reference": PAT}}]}
+                    {
+                        "resourceType": "Provenance",
+                        "id": "p1",
+                        "recorded": "2026-01-01T00:00:00Z",
+                        "target": [{"reference": ENC}],
+                        "agent": [{"who": {"reference": PAT}}],
+                    }
                 ],
             },
         ),
@@ -117,7 +136,9 @@ def test_failure_injected_mid_transaction_rolls_back(db_url: str) -> None:
 @pytest.mark.parametrize("matches", [0, 1, 2])
 def test_conditional_reference(store: Store, matches: int) -> None:
     for _ in range(matches):
-        store.create({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "M1"}]})
+        store.create(
+            {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "M1"}]}
+        )
     obs = {
         "resourceType": "Observation",
         "status": "final",
@@ -139,13 +160,27 @@ def test_conditional_reference(store: Store, matches: int) -> None:
 
 
 def test_conditional_create_in_transaction_reuses_match(store: Store) -> None:
-    existing = store.create({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "X"}]})
+    existing = store.create(
+        {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "X"}]}
+    )
     bundle = tx(
-        post(PAT, {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "X"}]},
-             ifNoneExist="identifier=urn:mrn|X"),
-        post(ENC, {"resourceType": "Encounter", "status": "planned",
-                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-                   "subject": {"reference": PAT}}),
+        post(
+            PAT,
+            {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "X"}]},
+            ifNoneExist="identifier=urn:mrn|X",
+        ),
+        post(
+            ENC,
+            {
+                "resourceType": "Encounter",
+                "status": "planned",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "AMB",
+                },
+                "subject": {"reference": PAT},
+            },
+        ),
     )
     out = process_bundle(store, bundle)
     assert out["entry"][0]["response"]["status"] == "200 OK"
@@ -157,8 +192,10 @@ def test_processing_order_and_if_match(store: Store) -> None:
     a = store.update("Patient", "a", {"resourceType": "Patient", "id": "a"})
     bundle = tx(
         {"request": {"method": "GET", "url": "Patient/a"}},
-        {"resource": {"resourceType": "Patient", "id": "a", "gender": "male"},
-         "request": {"method": "PUT", "url": "Patient/a", "ifMatch": 'W/"1"'}},
+        {
+            "resource": {"resourceType": "Patient", "id": "a", "gender": "male"},
+            "request": {"method": "PUT", "url": "Patient/a", "ifMatch": 'W/"1"'},
+        },
         {"request": {"method": "DELETE", "url": "Patient/b"}},
     )
     seen: list[str] = []
@@ -172,7 +209,12 @@ def test_processing_order_and_if_match(store: Store) -> None:
     assert out["entry"][0]["response"]["etag"] == 'W/"2"'  # GET ran after the PUT
     assert out["entry"][1]["response"]["status"] == "200 OK"
     assert a.version == 1
-    stale = tx({"resource": {"resourceType": "Patient", "id": "a"}, "request": {"method": "PUT", "url": "Patient/a", "ifMatch": 'W/"1"'}})
+    stale = tx(
+        {
+            "resource": {"resourceType": "Patient", "id": "a"},
+            "request": {"method": "PUT", "url": "Patient/a", "ifMatch": 'W/"1"'},
+        }
+    )
     with pytest.raises(FhirError) as err:
         process_bundle(store, stale)
     assert err.value.status == 412
@@ -182,8 +224,14 @@ def test_batch_answers_each_entry(store: Store) -> None:
     out = process_bundle(
         store,
         tx(
-            {"resource": {"resourceType": "Patient", "gender": "female"}, "request": {"method": "POST", "url": "Patient"}},
-            {"resource": {"resourceType": "Patient", "gender": "banana"}, "request": {"method": "POST", "url": "Patient"}},
+            {
+                "resource": {"resourceType": "Patient", "gender": "female"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {"resourceType": "Patient", "gender": "banana"},
+                "request": {"method": "POST", "url": "Patient"},
+            },
             {"request": {"method": "DELETE", "url": "Patient/nope"}},
             kind="batch",
         ),
@@ -198,7 +246,11 @@ def test_batch_answers_each_entry(store: Store) -> None:
 
 def test_bundle_limits_and_shape(store: Store) -> None:
     with pytest.raises(FhirError) as err:
-        process_bundle(store, tx(*[post(f"urn:uuid:{i}", {"resourceType": "Patient"}) for i in range(5)]), max_entries=4)
+        process_bundle(
+            store,
+            tx(*[post(f"urn:uuid:{i}", {"resourceType": "Patient"}) for i in range(5)]),
+            max_entries=4,
+        )
     assert err.value.status == 413
     with pytest.raises(FhirError) as err:
         process_bundle(store, {"resourceType": "Bundle", "type": "collection"})

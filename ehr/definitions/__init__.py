@@ -117,7 +117,11 @@ class SearchParamRegistry:
             if sp is None:
                 return
             for base in sp.base:
-                table = self._common if base in ("Resource", "DomainResource") else self._by_type.get(base, {})
+                table = (
+                    self._common
+                    if base in ("Resource", "DomainResource")
+                    else self._by_type.get(base, {})
+                )
                 if table.get(sp.code) is sp:
                     del table[sp.code]
 

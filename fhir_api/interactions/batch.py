@@ -55,7 +55,11 @@ def _reader(store: Store, base: str) -> Any:
             raise Gone(f"{e.rtype}/{e.rid} was deleted")
         return {
             "resource": loads(data),
-            "response": {"status": "200 OK", "etag": f'W/"{version}"', "lastModified": us_to_instant(ts)},
+            "response": {
+                "status": "200 OK",
+                "etag": f'W/"{version}"',
+                "lastModified": us_to_instant(ts),
+            },
         }
 
     return read

@@ -8,6 +8,11 @@ kept for the paging links); the page is rendered by :func:`ehr.search.bundle.sea
 ``Prefer: handling=strict`` makes unknown parameters a 400; by default they are ignored and
 listed in an ``outcome`` entry (http://hl7.org/fhir/R4/search.html#errors). For POST the body
 must be ``application/x-www-form-urlencoded`` (415 otherwise); its parameters join the URL's.
+
+EMPI hook: the search runs through :func:`ehr.empi.spans.search`, so a reference to a golden
+record (``Observation?subject=Patient/<golden>``, ``Patient/<golden>/Observation``) or HAPI's
+``:mdm`` qualifier (``subject:mdm=Patient/x``) spans the citizen's linked records, within what
+the requester may see.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ehr.empi.spans import search as empi_search
 from ehr.errors import BadRequest, NotFound
 from ehr.search.bundle import searchset_bundle
 from ehr.store import Store
@@ -57,7 +63,7 @@ async def _search(
 ) -> Response:
     strict = prefer(request).get("handling", "").lower() == "strict"
     page = await in_thread(
-        store.search, rtype, params, strict=strict, compartment=compartment, base=base
+        empi_search, store, rtype, params, strict=strict, compartment=compartment, base=base
     )
     return fhir_response(request, searchset_bundle(page, base=base, path=path))
 

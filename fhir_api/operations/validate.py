@@ -37,7 +37,9 @@ async def _run(request: Request, store: StoreDep, rtype: str, rid: str | None) -
         resource, mode, profile = parse_validate_parameters(await read_json_body(request))
     mode = request.query_params.get("mode", mode)
     profile = request.query_params.get("profile", profile)
-    outcome = await in_thread(validate_operation, store, rtype, resource, rid=rid, mode=mode, profile=profile)
+    outcome = await in_thread(
+        validate_operation, store, rtype, resource, rid=rid, mode=mode, profile=profile
+    )
     return fhir_response(request, outcome)
 
 
