@@ -113,6 +113,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{len(booking)} schedules and booking policies, {slots} bookable slots"
     )
     _demo_logins(store)
+    if get_settings().empi:  # golden records for the demo citizens, as `ehr serve` makes them
+        from ehr.empi.service import backfill
+        from ehr.empi.service import install as install_empi
+
+        install_empi(store)
+        print(f"regional patient index: {backfill(store)} Patient(s) matched into golden records")
     return 0
 
 

@@ -98,8 +98,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
 
 
+#: the default for every response that sets no cache policy of its own: health records must
+#: not stay in a browser's or a proxy's cache (shared workstations, a record seen under
+#: break-the-glass); the static app pages set their own revalidation policy
+NO_STORE = (b"cache-control", b"no-store")
+
+
 class CatchAllMiddleware:
-    """Turn an unexpected exception into a 500 OperationOutcome and log it with its traceback."""
+    """The outermost layer: turn an unexpected exception into a 500 OperationOutcome (logged with
+    its traceback), and mark responses without a cache policy ``Cache-Control: no-store``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -114,6 +121,9 @@ class CatchAllMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                headers = message.get("headers") or []
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    message["headers"] = [*headers, NO_STORE]
             await send(message)
 
         try:

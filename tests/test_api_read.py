@@ -160,3 +160,12 @@ def test_app_builds_its_own_store_from_settings(db_url: str) -> None:
         created = c.put("/Patient/own", json=patient(id="own"))
         assert created.status_code == 201
         assert c.get("/Patient/own").json()["id"] == "own"
+
+
+def test_records_are_not_kept_in_browser_caches(client: TestClient) -> None:
+    """FHIR responses, errors included, say ``Cache-Control: no-store`` (shared workstations);
+    the static app pages keep their own revalidation policy."""
+    created = _create(client)
+    for path in (f"/Patient/{created['id']}", "/Patient?family=张", "/Patient/nope"):
+        assert client.get(path).headers["cache-control"] == "no-store", path
+    assert client.get("http://localhost/app/booking/").headers["cache-control"] == "no-cache"
