@@ -72,29 +72,16 @@ class Base(str):
 
 
 def backend_token(db_url: str, base: str, scope: str = "system/*.cruds") -> str:
-    """An access token for the benches: registers a confidential backend client (with a secret)
-    in the bench database, then asks the server's token endpoint for a token (client
-    credentials, HTTP Basic), as a real backend service would."""
+    """An access token for the benches, got as a real backend service gets one (a confidential
+    client registered in the bench database, client credentials at the token endpoint)."""
     from ehr.storage.db import make_engine
-    from fhir_api.auth import AuthSettings
-    from fhir_api.auth.config import account_store
+    from fhir_api.auth.service_client import service_token
 
     engine = make_engine(db_url, pool_size=1)
     try:
-        reg = account_store(engine, AuthSettings()).clients.add(
-            f"bench-{time.time_ns()}", scopes=scope, client_type="confidential-symmetric"
-        )
+        return service_token(engine, base, scope, name=f"bench-{time.time_ns()}")
     finally:
         engine.dispose()
-    assert reg.secret is not None
-    r = httpx.post(
-        base.rsplit("/fhir", 1)[0] + "/auth/token",
-        data={"grant_type": "client_credentials", "scope": scope},
-        auth=(reg.client.client_id, reg.secret),
-        timeout=30,
-    )
-    r.raise_for_status()
-    return str(r.json()["access_token"])
 
 
 #: what ``ehr serve --workers N`` runs (``fhir_api.cli.cmd_serve``), given to uvicorn directly

@@ -55,6 +55,7 @@ from ehr.store import Store
 from fhir_api.apps.demo_accounts import DemoAccount, ensure_demo_accounts
 from fhir_api.auth import AuthSettings
 from fhir_api.auth.config import account_store
+from fhir_api.auth.service_client import service_token
 from fhir_api.security import SecuritySettings, create_secure_app
 
 __all__ = [
@@ -236,17 +237,10 @@ class E2E:
     def service_token(self, scope: str = "system/*.rs") -> str:
         """A backend token (client credentials) from the live authorization server, to
         cross-check through the FHIR API what the pages did."""
-        accounts = account_store(self.store.engine, AuthSettings(), FAST_PASSWORDS)
-        new = accounts.clients.add(
-            "e2e cross-check", scopes=scope, client_type="confidential-symmetric"
-        )
-        r = httpx.post(
-            self.url("/auth/token"),
-            data={"grant_type": "client_credentials", "scope": scope},
-            auth=(new.client.client_id, new.secret or ""),
-        )
-        r.raise_for_status()
-        return str(r.json()["access_token"])
+        return service_token(
+            self.store.engine, self.origin, scope, name="e2e cross-check",
+            passwords=FAST_PASSWORDS,
+        )  # fmt: skip
 
     def user_token(self, username: str, scope: str = "user/*.rs", **claims: Any) -> str:
         """An access token of a demo user, as the live authorization server would issue it

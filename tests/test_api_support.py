@@ -105,28 +105,12 @@ def live_server(store: Store, **overrides: Any) -> Iterator[str]:
 
 
 def service_token(db_url: str, base: str, scope: str = "system/*.cruds") -> str:
-    """An access token of a new backend client (client credentials, ``client_secret_basic``)
-    from the authorization server of the server at ``base`` (its FHIR base URL)."""
-    import httpx
-
+    """An access token of a new backend client from the live server at ``base``."""
     from ehr.storage.db import make_engine
-    from fhir_api.auth import AuthSettings
-    from fhir_api.auth.config import account_store
+    from fhir_api.auth.service_client import service_token as fetch
 
     engine = make_engine(db_url)
     try:
-        reg = account_store(engine, AuthSettings()).clients.add(
-            f"test-service-{time.monotonic_ns()}", scopes=scope,
-            client_type="confidential-symmetric",
-        )  # fmt: skip
+        return fetch(engine, base, scope, name="test-service")
     finally:
         engine.dispose()
-    assert reg.secret is not None
-    r = httpx.post(
-        base.rsplit("/fhir", 1)[0] + "/auth/token",
-        data={"grant_type": "client_credentials", "scope": scope},
-        auth=(reg.client.client_id, reg.secret),
-        timeout=30,
-    )
-    r.raise_for_status()
-    return str(r.json()["access_token"])
