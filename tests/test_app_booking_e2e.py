@@ -6,6 +6,7 @@ is cross-checked through the FHIR API. Helpers: tests/e2e_support.py."""
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import quote
 
 import e2e_support
@@ -30,6 +31,17 @@ def _appointments(e2e: E2E, token: str, patient: str) -> list[dict]:
     r = e2e.api("GET", f"Appointment?patient={patient}&_count=100", token)
     assert r.status_code == 200, r.text
     return [x["resource"] for x in r.json().get("entry", [])]
+
+
+def book_first_slot(page: Any, query: str) -> None:
+    """Search by symptom or department, take the first free slot, hold it and confirm."""
+    page.get_by_label("按症状或科室搜索").fill(query)
+    page.get_by_role("button", name="搜索").click()
+    page.locator("#search-results button").first.click()
+    page.locator("#slots button.slot").first.click()
+    page.get_by_role("button", name="锁定此号").click()
+    page.get_by_role("button", name="确认预约").click()
+    expect(page.locator("#confirmation")).to_contain_text("预约成功")
 
 
 def test_citizen_books_lists_cancels_and_sees_the_access_log(e2e: E2E) -> None:
@@ -213,13 +225,7 @@ def test_a_parent_books_for_their_child(e2e: E2E) -> None:
     expect(page.locator("#patient-name")).to_contain_text(child_name)
     expect(page.locator("#patient-name")).to_contain_text("家人")
 
-    page.get_by_label("按症状或科室搜索").fill("儿科")
-    page.get_by_role("button", name="搜索").click()
-    page.locator("#search-results button").first.click()
-    page.locator("#slots button.slot").first.click()
-    page.get_by_role("button", name="锁定此号").click()
-    page.get_by_role("button", name="确认预约").click()
-    expect(page.locator("#confirmation")).to_contain_text("预约成功")
+    book_first_slot(page, "儿科")
     e2e.shot(page, "1-booked-for-child")
 
     booked = _appointments(e2e, service, f"Patient/{child}")
@@ -253,13 +259,7 @@ def test_reschedule_moves_the_booking(e2e: E2E) -> None:
     page = e2e.page()
     page.goto(e2e.url(BOOKING))
     sign_in(page, "demo.citizen")
-    page.get_by_label("按症状或科室搜索").fill("牙痛")
-    page.get_by_role("button", name="搜索").click()
-    page.locator("#search-results button").first.click()
-    page.locator("#slots button.slot").first.click()
-    page.get_by_role("button", name="锁定此号").click()
-    page.get_by_role("button", name="确认预约").click()
-    expect(page.locator("#confirmation")).to_contain_text("预约成功")
+    book_first_slot(page, "牙痛")
     (before,) = _appointments(e2e, service, patient)
 
     page.get_by_role("tab", name="我的预约").click()
@@ -291,13 +291,7 @@ def test_a_cancellation_past_the_cut_off_is_refused_with_the_servers_reason(e2e:
     page = e2e.page()
     page.goto(e2e.url(BOOKING))
     sign_in(page, "demo.citizen")
-    page.get_by_label("按症状或科室搜索").fill("眼")
-    page.get_by_role("button", name="搜索").click()
-    page.locator("#search-results button").first.click()
-    page.locator("#slots button.slot").first.click()
-    page.get_by_role("button", name="锁定此号").click()
-    page.get_by_role("button", name="确认预约").click()
-    expect(page.locator("#confirmation")).to_contain_text("预约成功")
+    book_first_slot(page, "眼")
     (appt,) = _appointments(e2e, service, patient)
 
     # the hospital now stops cancellations 1000 hours ahead: this booking is past its cut-off
