@@ -75,6 +75,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         bar.write(f"loading {len(files)} file(s)")
         total = load_paths(store, paths, progress=bar.update)
     print(f"loaded {total} resources")
+    _match_patients(store)
     return 0
 
 
@@ -113,13 +114,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{len(booking)} schedules and booking policies, {slots} bookable slots"
     )
     _demo_logins(store)
-    if get_settings().empi:  # golden records for the demo citizens, as `ehr serve` makes them
-        from ehr.empi.service import backfill
-        from ehr.empi.service import install as install_empi
-
-        install_empi(store)
-        print(f"regional patient index: {backfill(store)} Patient(s) matched into golden records")
+    _match_patients(store)
     return 0
+
+
+def _match_patients(store: Store) -> None:
+    """With the EMPI on (``EHR_EMPI``), match the Patients just stored without it into golden
+    records, as ``ehr serve`` does for every Patient written through it."""
+    if not get_settings().empi:
+        return
+    from ehr.empi.service import backfill
+    from ehr.empi.service import install as install_empi
+
+    install_empi(store)
+    print(f"regional patient index: {backfill(store)} Patient(s) matched into golden records")
 
 
 def _demo_logins(store: Store) -> None:

@@ -57,3 +57,24 @@ def test_backfill_matches_what_ehr_load_stored(
         store.dispose()
     assert main(["empi", "backfill"]) == 0
     assert "matched 0 Patient(s)" in capsys.readouterr().out
+
+
+def test_ehr_load_matches_when_the_empi_is_on(
+    configured: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    cid = make_citizen_id("330106", date(1983, 8, 9), 31, False)
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {**registration(h, mrn, cid, "周丽"), "id": f"q{n}"}}
+        for n, (h, mrn) in enumerate((("org-h1", "A-5"), ("org-h2", "B-5")))]}  # fmt: skip
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps(bundle, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("EHR_EMPI", "1")
+    get_settings.cache_clear()
+    assert main(["load", "--quiet", str(path)]) == 0
+    assert "2 Patient(s) matched into golden records" in capsys.readouterr().out
+    store = Store(configured)
+    try:
+        assert golden_record_id(store, "q0") == golden_record_id(store, "q1") is not None
+    finally:
+        store.dispose()
