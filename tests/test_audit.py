@@ -25,7 +25,7 @@ from ehr.model import stamp
 from ehr.search.indexer import extract
 from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
 from ehr.security.audit import chain_events, event_of, index_rows
-from ehr.security.spool import read_segment
+from ehr.security.spool import Spool, read_segment
 from ehr.security.tables import audit_chain
 from ehr.storage.tables import resources
 from ehr.store import Store
@@ -321,3 +321,28 @@ def test_resolving_patients_gives_the_bytes_of_the_updated_record(rec: AuditReco
     rec.patients = list(dict.fromkeys([*rec.patients, "a", "c"]))
     rec.resolve = False
     assert _resolved(line, ("a", "c")) == rec.line()
+
+
+def test_spool_keeps_a_segment_filled_after_the_rotation(tmp_path: Path) -> None:
+    """``release`` deletes only the segments taken with the queue by ``rotate``: a segment filled
+    meanwhile holds records not yet committed and must stay until the next flush."""
+    spool = Spool(tmp_path, segment_bytes=8192)
+    taken = [f'{{"n":{i},"pad":"{"x" * 100}"}}'.encode() for i in range(10)]
+    for line in taken:
+        spool.append(line)
+    spool.rotate()  # (the flush took these ten records)
+    later = [f'{{"n":{i},"pad":"{"y" * 100}"}}'.encode() for i in range(100)]
+    for line in later:  # fills the new segment: it is closed before the flush commits
+        spool.append(line)
+    spool.fsync()
+    spool.release()  # the ten are committed
+    kept: list[bytes] = []
+    for path in sorted(tmp_path.glob("audit-*.jsonl")):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            kept += read_segment(fd)
+        finally:
+            os.close(fd)
+    assert sorted(kept) == sorted(later)  # the pages mapped in ahead hold no stray bytes
+    spool.close(committed=True)
+    assert not list(tmp_path.glob("audit-*.jsonl"))

@@ -4,12 +4,22 @@ Every audit record is appended (one JSON line) to the process's current spool se
 the response leaves, then queued for the database. The writer rotates the segment when it takes
 the queue, and deletes the old segments once their records are committed to ``audit_chain``.
 
-A segment is a file mapped into memory (``mmap``, shared), its blocks allocated and its pages
-faulted in beforehand by the writer thread (the next segment is always ready): an append is a
-copy into the page cache, with no system call and no page fault, so the request path neither
-waits for the disk nor gives up Python's interpreter lock. The writer thread makes the segment
-durable every ``fsync_interval`` (``fdatasync``, which is what ``msync`` does for a shared file
-mapping on Linux, without holding the interpreter lock meanwhile).
+A segment is a file mapped into memory (``mmap``, shared), its blocks allocated beforehand and
+its pages mapped in by the writer thread a little ahead of the appends (:data:`AHEAD`; the next
+segment is always ready): an append is a copy into the page cache, with no system call, so the
+request path neither waits for the disk nor gives up Python's interpreter lock. The writer
+thread makes the segment durable every ``fsync_interval`` (``fdatasync``, which is what
+``msync`` does for a shared file mapping on Linux, without holding the interpreter lock
+meanwhile).
+
+The pages are mapped in by *reading* them, a little ahead of the appends, rather than by
+writing every page of a new segment at once: a written page is dirty, so the whole segment
+(4 MiB of zeros per rotation, i.e. per flush, per process) went to disk at the next sync, and
+every page of it had to be faulted in again for writing after that sync anyway (a clean page
+of a shared mapping is write-protected). Reading maps the page without dirtying it; the first
+append to it takes a cheap write-enable fault. Measured in isolation (700 records a second,
+a rotation a second, a sync every 50 ms): the spool's CPU fell from ~12 to ~5 ms per second per
+process, its page faults from ~1,120 to ~120 per second.
 
 Guarantee: a process that dies (crash, kill -9) loses no audit record: the mapped pages belong
 to the file in the page cache, which outlives the process, and the next process that starts on
@@ -39,6 +49,10 @@ log = logging.getLogger("ehr.security.audit")
 
 #: the size of one segment; a full segment is rotated at once
 SEGMENT_BYTES = 4 << 20
+#: how far beyond the last append the writer keeps the pages of the segment mapped in (at one
+#: look every ``fsync_interval``, 50 ms: ~5 MiB/s, 10,000 records/s, before appends fault in
+#: fresh pages themselves, which is slower but still correct)
+AHEAD = 256 << 10
 
 
 class _Segment:
@@ -52,13 +66,29 @@ class _Segment:
         self.map = mmap.mmap(
             self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
-        for offset in range(0, size, mmap.PAGESIZE):  # fault every page in now, not per append
-            self.map[offset] = 0
         self.size = size
         self.used = 0
         self.synced = 0
+        self.faulted = 0
         self.closed = False
         self.records = 0
+        self.prefault()
+
+    def prefault(self) -> None:
+        """Map in the pages up to :data:`AHEAD` beyond the last append, by reading one byte of
+        each (never writing: appends may run meanwhile in another thread, and a read neither
+        races with them nor dirties the page)."""
+        if self.closed:
+            return
+        upto = min(self.size, self.used + AHEAD)
+        start = self.faulted
+        if upto <= start:
+            return
+        m = self.map
+        with contextlib.suppress(ValueError):  # closed meanwhile by another thread's flush
+            for offset in range(start - start % mmap.PAGESIZE, upto, mmap.PAGESIZE):
+                m[offset]
+            self.faulted = upto
 
     def fits(self, n: int) -> bool:
         return self.used + n <= self.size
@@ -100,7 +130,8 @@ class Spool:
         self._prefix = f"audit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._n = 0
         self._segment_bytes = segment_bytes
-        self._closed: list[_Segment] = []
+        self._closed: list[_Segment] = []  # filled since the last rotation (request path)
+        self._taken: list[_Segment] = []  # rotated out, released once their records commit
         self._current = self._open()
         self._spare: _Segment | None = None
         self.prepare()
@@ -133,33 +164,37 @@ class Spool:
         self._current.append(data)
 
     def rotate(self) -> None:
-        """Start a new segment; the current one waits for :meth:`release` (the caller holds the
-        queue lock, so the segments hold exactly the records taken with them)."""
+        """Start a new segment; the current one and those filled since the last rotation wait
+        for :meth:`release` (the caller holds the queue lock, so they hold exactly the records
+        taken with them; a segment filled after this goes to the next rotation)."""
+        self._taken.extend(self._closed)
+        self._closed = []
         if self._current.records == 0:
             return
-        self._closed.append(self._current)
+        self._taken.append(self._current)
         self._current = self._next()
 
     def fsync(self) -> None:
-        """Make what was appended durable (``msync``)."""
-        self._current.sync()
-        for seg in self._closed:
+        """Make what was appended durable (``fdatasync``), and map in the pages of the next
+        appends (:meth:`_Segment.prefault`)."""
+        current = self._current
+        current.sync()
+        for seg in [*self._closed, *self._taken]:
             seg.sync()
+        current.prefault()
 
     def release(self) -> None:
-        """Delete the rotated-out segments (their records are committed)."""
-        closed, self._closed = self._closed, []
-        for seg in closed:
+        """Delete the segments taken by the last :meth:`rotate` (their records are committed)."""
+        taken, self._taken = self._taken, []
+        for seg in taken:
             seg.close(delete=True)
 
     def close(self, *, committed: bool) -> None:
         """At shutdown: delete everything if all records are committed, else keep the files
         (unlocked) for the next process to replay."""
-        if committed:
-            self.release()
-        for seg in self._closed:
-            seg.close(delete=False)
-        self._closed = []
+        rest, self._taken, self._closed = [*self._taken, *self._closed], [], []
+        for seg in rest:
+            seg.close(delete=committed)
         self._current.close(delete=committed or self._current.records == 0)
         if self._spare is not None:
             self._spare.close(delete=True)
