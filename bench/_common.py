@@ -84,6 +84,21 @@ def backend_token(db_url: str, base: str, scope: str = "system/*.cruds") -> str:
         engine.dispose()
 
 
+def wait_serving(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
+    """Wait until the server at ``base`` (a FHIR base URL) answers ``/metadata``; raise if its
+    process ends or ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base}/metadata", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.2)
+
+
 #: what ``ehr serve --workers N`` runs (``fhir_api.cli.cmd_serve``), given to uvicorn directly
 #: to allow a longer worker health check: on a box loaded by other work a worker importing the
 #: app can miss uvicorn's default 5 s ping and be killed and restarted over and over
@@ -111,16 +126,7 @@ def server(
     # fmt: on
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
+        wait_serving(base, proc)
         yield Base(base, backend_token(db_url, base), proc.pid)
     finally:
         proc.terminate()

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,13 +38,16 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import free_port, fresh_pg_database, machine  # noqa: E402
-from ehr.accounts.tokens import sign_jwt  # noqa: E402
+from bench._common import (  # noqa: E402
+    backend_token,
+    free_port,
+    fresh_pg_database,
+    machine,
+    wait_serving,
+)
 from ehr.security import verify_audit_chain  # noqa: E402
 from ehr.security.audit import AuditTrail  # noqa: E402
 from ehr.store import Store  # noqa: E402
-from fhir_api.auth import AuthSettings  # noqa: E402
-from fhir_api.auth.config import account_store  # noqa: E402
 
 PATIENT = {
     "resourceType": "Patient",
@@ -84,20 +86,6 @@ def load(url: str, n: int) -> None:
         url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
     ) as c:
         c.execute("VACUUM ANALYZE")
-
-
-def backend_token(url: str, base: str) -> str:
-    """A ``system/*.rs`` token signed with the server's key (as its token endpoint would)."""
-    store = Store(url, pool_size=1)
-    accounts = account_store(store.engine, AuthSettings())
-    alg, key = accounts.keys.signing_key()
-    now = int(time.time())
-    root = base.rsplit("/fhir", 1)[0]
-    claims = {"iss": f"{root}/auth", "aud": base, "sub": "bench", "client_id": "bench",
-              "scope": "system/*.rs", "iat": now, "exp": now + 3600, "jti": uuid.uuid4().hex}  # fmt: skip
-    token = sign_jwt(claims, alg, key, typ="at+jwt")
-    store.dispose()
-    return token
 
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -176,14 +164,7 @@ def server(url: str, env: dict[str, str], workers: int, port: int) -> Iterator[s
     base = f"http://127.0.0.1:{port}/fhir"
     SERVER_PID[base] = proc.pid
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
+        wait_serving(base, proc)
         yield base
     finally:
         proc.terminate()
@@ -256,10 +237,10 @@ def run(
     env = {"EHR_DATA_DIR": data_dir, "EHR_SECURITY_AUDIT": "0" if audit == "off" else "1",
            "EHR_SECURITY_AUDIT_MATERIALIZE": audit if audit in ("idle", "eager") else "idle",
            "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **DIAGNOSTIC.get(audit, {})}  # fmt: skip
-    before = chain_rows(url)
     with server(url, env, args.workers, port) as base:
-        token = token_cache.get(base) or backend_token(url, base)
+        token = token_cache.get(base) or backend_token(url, base, "system/*.rs")
         token_cache[base] = token
+        before = chain_rows(url)  # after the token grant (itself an audited event)
         warm = 200
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
             for i in range(warm):

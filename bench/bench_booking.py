@@ -39,7 +39,15 @@ from typing import Any
 
 import httpx
 
-from bench._common import PG_ADMIN, ROOT, free_port, fresh_pg_database, machine, percentile
+from bench._common import (
+    PG_ADMIN,
+    ROOT,
+    free_port,
+    fresh_pg_database,
+    machine,
+    percentile,
+    wait_serving,
+)
 
 DEPARTMENTS = [("d01", "394583002"), ("d02", "394579002"), ("d03", "419192003"), ("d04", "394609007"),
                ("d05", "394801008"), ("d06", "394586005"), ("d07", "394537008"), ("d08", "394594003"),
@@ -268,14 +276,7 @@ def bench_race(
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/fhir"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not start")
+        wait_serving(base, proc)
         day = FIRST_DAY + timedelta(days=race_day)
         slots = [
             f"s{i:03d}-{day:%Y%m%d}-am-{n:02d}" for i in range(practitioners) for n in range(1, 15)
