@@ -210,14 +210,12 @@ export async function fhir(path, {method = 'GET', body, headers} = {}) {
     h['Content-Type'] = 'application/fhir+json';
     payload = typeof body === 'string' ? body : JSON.stringify(body);
   }
-  // cache: 'no-store': the API's answers carry Last-Modified and no Cache-Control, so the browser
-  // would otherwise reuse a record heuristically, e.g. one read with X-Break-Glass, or by an
-  // earlier user of this browser (a private cache is keyed by URL, not by token)
+  // the API answers with Cache-Control: no-store, so no record (e.g. one read with
+  // X-Break-Glass) stays in this browser's cache for a later request or user
   const resp = await fetch(url, {
     method,
     headers: {...h, ...(headers || {})},
     body: payload,
-    cache: 'no-store',
   });
   const text = await resp.text();
   let data = null;
