@@ -38,6 +38,9 @@ def machine() -> str:
 
 
 def fresh_pg_database(name: str) -> str:
+    """A new, empty PostgreSQL database ``name`` (dropped first if it exists).
+    ``EHR_BENCH_DB_SUFFIX`` is appended to the name, so benches run side by side don't share one."""
+    name += os.environ.get("EHR_BENCH_DB_SUFFIX", "")
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
