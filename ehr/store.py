@@ -130,6 +130,9 @@ class PendingWrite:
     rid: str
     resource: dict[str, Any] | None
     previous: dict[str, Any] | None
+    #: a create whose id the client chose (update-as-create, or a conditional update that
+    #: matched nothing and names an id), not one the server assigned
+    client_id: bool = False
 
 
 class WriteHook(Protocol):
@@ -230,8 +233,20 @@ class WriteContext:
         resource must already be validated."""
         return self._insert(rtype, rid, resource)
 
-    def _insert(self, rtype: str, rid: str, res: dict[str, Any]) -> WriteResult:
-        write = PendingWrite("create", rtype, rid, res, None)
+    def create_with_id(
+        self, rtype: str, rid: str, resource: Any, *, validate: bool = True
+    ) -> WriteResult:
+        """Create with the id the client chose, which must be new: a conditional update that
+        matched nothing (http://hl7.org/fhir/R4/http.html#cond-update) never overwrites a
+        resource its condition did not match; an id in use is a 409."""
+        check_id(rid)
+        res = self._prepare(resource, rtype, rid, validate)
+        return self._insert(rtype, rid, res, client_id=True)
+
+    def _insert(
+        self, rtype: str, rid: str, res: dict[str, Any], *, client_id: bool = False
+    ) -> WriteResult:
+        write = PendingWrite("create", rtype, rid, res, None, client_id)
         self._run_hooks(write)
         assert write.resource is not None
         ts = self._now()
@@ -276,7 +291,7 @@ class WriteContext:
         if cur is None:
             if if_match is not None:
                 raise PreconditionFailed(f"{rtype}/{rid} does not exist (If-Match {if_match})")
-            return self._insert(rtype, rid, res)
+            return self._insert(rtype, rid, res, client_id=True)
         if if_match is not None and if_match != cur.version:
             raise PreconditionFailed(
                 f"Version conflict on {rtype}/{rid}: If-Match {if_match}, current {cur.version}",
@@ -312,11 +327,11 @@ class WriteContext:
                 f"Condition '{query}' matches more than one {rtype}", "multiple-matches"
             )
         if not found:
-            rid = res.get("id") or str(uuid.uuid4())
-            check_id(rid)
             if if_match is not None:
                 raise PreconditionFailed(f"No {rtype} matches '{query}' (If-Match {if_match})")
-            return self._insert(rtype, rid, res)
+            if res.get("id"):
+                return self.create_with_id(rtype, res["id"], res, validate=False)
+            return self._insert(rtype, str(uuid.uuid4()), res)
         rid = found[0].rid
         if res.get("id") not in (None, rid):
             raise BadRequest(

@@ -57,6 +57,7 @@ class EntryRequest:
     if_match: int | None = None
     if_none_exist: str | None = None
     target_id: str | None = None  # pre-assigned / resolved id for POST and conditional PUT
+    new_id: bool = False  # a conditional PUT that matched nothing, with the client's id
     existing: bool = False
     response: dict[str, Any] = field(default_factory=dict)
 
@@ -236,6 +237,7 @@ class _Run:
                     )
                 assert e.resource is not None
                 e.target_id = found[0].rid if found else (e.resource.get("id") or str(uuid.uuid4()))
+                e.new_id = not found and bool(e.resource.get("id"))
             elif e.method == "PUT" and e.rtype and e.rid:
                 e.target_id = e.rid
             if e.full_url and e.target_id and e.rtype:
@@ -303,6 +305,10 @@ class _Run:
             body = dict(e.resource or {})
             if e.query is not None:
                 body.setdefault("id", e.target_id)
+            if e.new_id:  # as Store.conditional_update: never overwrites what did not match
+                if e.if_match is not None:
+                    raise PreconditionFailed(f"{e.where}: no {e.rtype} matches '{e.query}'")
+                return _response(ctx.create_with_id(e.rtype, e.target_id, body), self.base)
             return _response(ctx.update(e.rtype, e.target_id, body, if_match=e.if_match), self.base)
         if e.method == "PATCH":
             if not e.rtype:

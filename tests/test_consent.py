@@ -137,6 +137,68 @@ def test_deny_an_organization(store: Store, tmp_path: Path) -> None:
             assert conn.execute(consent_rules.select()).all() == []
 
 
+def test_denied_organization_cannot_touch_what_it_cannot_see(store: Store, tmp_path: Path) -> None:
+    """Every write or history interaction on a hidden resource answers as for a missing one,
+    conditional updates and Bundle entries included; nothing hidden is changed. New documents
+    about the patient may still be written (consent governs disclosure), but not read back."""
+    w = build_world(store)
+    with secure_app(store, tmp_path, audit=False) as sa:
+        t = tokens(sa)
+        c1, cl, o = t["clinician_1"], sa.client, w["obs-pa"]
+        assert (
+            post(sa, t["citizen_a"], "/Consent", consent("pa", deny_actor("org1"))).status_code
+            == 201
+        )
+        body = cl.get(f"/Observation/{o}", headers=bearer(t["citizen_a"])).json()
+        changed = json.dumps({**body, "status": "amended"})
+        h = {**bearer(c1), "Content-Type": FHIR_JSON}
+        jp = {**bearer(c1), "Content-Type": "application/json-patch+json"}
+        patch = json.dumps([{"op": "replace", "path": "/status", "value": "amended"}])
+
+        def same_as_missing(hidden: Any, missing: Any, missing_id: str = "nope") -> None:
+            assert hidden.status_code == 404 == missing.status_code, hidden.text
+            assert hidden.text.replace(o, missing_id) == missing.text
+
+        for how in ("vread", "history", "update", "patch", "delete", "conditional update"):
+            if how == "vread":
+                pair = [
+                    cl.get(f"/Observation/{i}/_history/1", headers=bearer(c1)) for i in (o, "nope")
+                ]
+            elif how == "history":
+                pair = [
+                    cl.get(f"/Observation/{i}/_history", headers=bearer(c1)) for i in (o, "nope")
+                ]
+            elif how == "update":
+                pair = [
+                    cl.put(f"/Observation/{i}", content=changed.replace(o, i), headers=h)
+                    for i in (o, "nope")
+                ]
+            elif how == "patch":
+                pair = [
+                    cl.patch(f"/Observation/{i}", content=patch, headers=jp) for i in (o, "nope")
+                ]
+            elif how == "delete":
+                pair = [cl.delete(f"/Observation/{i}", headers=bearer(c1)) for i in (o, "nope")]
+            else:  # matches nothing the clinician can see; the body names the hidden id
+                pair = [
+                    cl.put(f"/Observation?_id={i}", content=changed.replace(o, i), headers=h)
+                    for i in (o, "nope")
+                ]
+            same_as_missing(*pair)
+        entry = {
+            "resource": {**body, "status": "amended"},
+            "request": {"method": "PUT", "url": "Observation?identifier=no|match"},
+        }
+        r = post(sa, c1, "/", {"resourceType": "Bundle", "type": "transaction", "entry": [entry]})
+        assert r.status_code == 404 and "not found" in r.text
+        kept = cl.get(f"/Observation/{o}", headers=bearer(t["citizen_a"])).json()
+        assert kept["meta"]["versionId"] == "1" and kept["status"] == body["status"]
+        # documenting new care is not disclosure: allowed, but hidden from org1 once written
+        made = post(sa, c1, "/Observation", _obs("pa"))
+        assert made.status_code == 201
+        assert cl.get(f"/Observation/{made.json()['id']}", headers=bearer(c1)).status_code == 404
+
+
 def test_sensitive_category_hidden_except_author_org(store: Store, tmp_path: Path) -> None:
     w = build_world(store)
     with secure_app(store, tmp_path, audit=False) as sa:

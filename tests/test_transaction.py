@@ -258,3 +258,25 @@ def test_bundle_limits_and_shape(store: Store) -> None:
     with pytest.raises(FhirError) as err:
         process_bundle(store, tx({"resource": {"resourceType": "Patient"}}))
     assert err.value.status == 400
+
+
+def test_conditional_put_that_matches_nothing_never_overwrites(store: Store) -> None:
+    """A conditional update whose search matches nothing creates with the body's id only if
+    that id is new (R5 made the 409 explicit); in a Bundle exactly as over plain HTTP."""
+    store.update("Patient", "kept", {"resourceType": "Patient", "id": "kept", "gender": "female"})
+    body = {"resourceType": "Patient", "id": "kept", "gender": "male"}
+    with pytest.raises(FhirError) as err:
+        store.conditional_update("Patient", "identifier=urn:mrn|none", body)
+    assert err.value.status == 409
+    cond_put = {"resource": body, "request": {"method": "PUT", "url": "Patient?identifier=x|y"}}
+    with pytest.raises(FhirError) as err:
+        process_bundle(store, tx(cond_put))
+    assert err.value.status == 409
+    kept = store.read("Patient", "kept")
+    assert kept.version == 1 and kept.resource()["gender"] == "female"
+    # a new id is update-as-create, in both
+    made = store.conditional_update("Patient", "identifier=urn:mrn|none", {**body, "id": "fresh-1"})
+    assert made.created and made.rid == "fresh-1"
+    out = process_bundle(store, tx({**cond_put, "resource": {**body, "id": "fresh-2"}}))
+    assert out["entry"][0]["response"]["status"].startswith("201")
+    assert store.read("Patient", "fresh-2").version == 1

@@ -31,6 +31,13 @@ in SQL (so paging, totals and includes stay right), ``_include``/``_revinclude``
 transaction as the Consent write; :func:`rebuild_consent_rules` rebuilds it (after a bulk load
 made without the hook).
 
+**Writes.** What a Consent hides cannot be changed either: update, patch, delete, vread and
+history of a hidden resource answer 404 like a missing one, and a conditional update (plain or
+in a Bundle) can never reach it (:meth:`ehr.security.policy.Guard.check_write`). A Consent
+governs disclosure, not the documentation of care: a denied organization's clinicians may still
+write new resources about the patient (an emergency visit is recorded), which are then hidden
+from them like the rest of the record.
+
 **Break-the-glass.** A clinician may assert an emergency reason (``X-Break-Glass: <reason>`` or
 a ``break_glass`` token claim). For the patient(s) the request names, treatment and consent
 rules are lifted for that request only; the access is audited with purpose of use ``BTG``, and

@@ -337,6 +337,10 @@ class Guard:
         rtype = write.rtype
         if rtype == "AuditEvent":
             raise Forbidden("AuditEvents are written by the server only")
+        if write.client_id and not self.reach.everyone:
+            # a confined requester cannot update-as-create: answered as for an id it cannot
+            # see, whether or not the id is in use (conditional updates and Bundle entries too)
+            raise _denied(Target("update", rtype, write.rid))
         store = self.policy.store
         for body in (write.resource, write.previous):
             if body is None:
