@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time as clock
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,21 @@ def test_workstation_find_patient_and_summary_with_chart(e2e: E2E) -> None:
     page.set_viewport_size(PHONE)
     page.locator("#trend canvas").first.wait_for()
     e2e.shot(page, "summary-phone")
+
+    # the workstation is shared: signing out revokes the token and ends the login session, so
+    # the next person is asked for a password, not shown the doctor's consent page
+    page.set_viewport_size(DESKTOP)
+    used = page.evaluate("JSON.parse(sessionStorage.getItem('ehr.smart.session')).accessToken")
+    assert e2e.api("GET", f"Patient/{patient['id']}", used).status_code == 200
+    page.click("#logout")
+    page.wait_for_url(re.compile(r"/auth/login"))
+    page.locator("#username").wait_for()
+    # revoked at once; a worker that checked the token in the last revocation TTL (5 s) may
+    # still accept it until then
+    deadline = clock.monotonic() + 10
+    while e2e.api("GET", f"Patient/{patient['id']}", used).status_code != 401:
+        assert clock.monotonic() < deadline, "the signed-out token is still accepted"
+        clock.sleep(0.5)
 
 
 # -- today's clinic: call the next patient, write the note, finish the visit ----------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from test_auth_support import PASSWORD, auth_app, browser, citizen, field, login
 
@@ -164,3 +165,51 @@ def test_logout(store: Store) -> None:
     assert (
         tc.get(r.headers["location"]).headers["location"].startswith("http://localhost/auth/login")
     )
+
+
+def test_an_apps_sign_out_ends_the_login_session(store: Store) -> None:
+    """OIDC RP-Initiated Logout: on a shared device the next person gets the login page, not
+    the previous user's consent page. The id_token proves the request; the redirect must be
+    registered; a forged or foreign hint ends nothing."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from test_auth_support import REDIRECT, authorize_params, exchange, get_code, pkce, public_app
+
+    a = auth_app(store)
+    user, _ = citizen(a)
+    other, _ = citizen(a, "li.na")
+    cid = public_app(a)
+    tc = browser(a.app)
+    verifier, challenge = pkce()
+    params = authorize_params(cid, "openid fhirUser launch/patient patient/*.rs", challenge)
+    code = get_code(tc, params, user.username)["code"][0]
+    id_token = exchange(tc, code, verifier, cid).json()["id_token"]
+    discovery = tc.get("/auth/.well-known/openid-configuration").json()
+    assert discovery["end_session_endpoint"] == "http://localhost/auth/end-session"
+
+    def signed_in(client: TestClient) -> bool:
+        r = client.get("/auth/authorize", params=authorize_params(cid, "openid", pkce()[1]))
+        return r.status_code == 200  # the consent page; 303 to the login page when signed out
+
+    assert signed_in(tc)
+    # refused: no hint, a forged one, a redirect the app did not register
+    forged = id_token[:-4] + ("AAAA" if not id_token.endswith("AAAA") else "BBBB")
+    for query in ({}, {"id_token_hint": forged},
+                  {"id_token_hint": id_token, "post_logout_redirect_uri": "https://evil.example/"}):  # fmt: skip
+        r = tc.get("/auth/end-session", params=query)
+        assert r.status_code == 400 and "ehr_auth_session" not in r.headers.get("set-cookie", "")
+    assert signed_in(tc)
+    # another user's session is not ended by this hint
+    tc2 = browser(a.app)
+    login(tc2, other.username)
+    assert tc2.get("/auth/end-session", params={"id_token_hint": id_token}).status_code == 200
+    assert signed_in(tc2)
+    # the app's sign-out: back to the app with its state; the next sign-in asks for a password
+    r = tc.get("/auth/end-session", params={"id_token_hint": id_token, "client_id": cid,
+                                            "post_logout_redirect_uri": REDIRECT, "state": "s1"})  # fmt: skip
+    assert r.status_code == 303
+    back = urlsplit(r.headers["location"])
+    assert back._replace(query="").geturl() == REDIRECT and parse_qs(back.query) == {
+        "state": ["s1"]
+    }
+    assert not signed_in(tc)

@@ -53,6 +53,7 @@ __all__ = [
     "TrustedIssuer",
     "sign_jwt",
     "verify_access_token",
+    "verify_id_token_hint",
 ]
 
 #: algorithms accepted from an external OpenID Connect issuer (asymmetric only)
@@ -140,6 +141,41 @@ def verify_access_token(
 ) -> TokenInfo:
     """Verify a bearer access token and return what it grants; :class:`InvalidToken` if not
     acceptable (see the module docstring for the checks and their order)."""
+    claims = _signed_claims(token, keys, algorithms)
+    audiences = [audience] if isinstance(audience, str) else list(audience)
+    registry = jwt.JWTClaimsRegistry(
+        now=now if now is not None else int(time.time()),
+        leeway=leeway,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "values": audiences},
+        exp={"essential": True},
+        sub={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except ExpiredTokenError as exc:
+        raise InvalidToken("token expired") from exc
+    except (InvalidClaimError, MissingClaimError) as exc:
+        raise InvalidToken(f"invalid claim: {exc.description or exc.error}") from exc
+    return _info(claims, external)
+
+
+def verify_id_token_hint(token: str, keys: KeySource, *, issuer: str) -> tuple[str, list[str]]:
+    """``(sub, audiences)`` of an id_token we issued, given back as ``id_token_hint`` (OpenID
+    Connect RP-Initiated Logout 1.0, §2): the same header and signature checks as an access
+    token, and ``iss``; an expired id_token is still a valid hint (the spec asks for that)."""
+    claims = _signed_claims(token, keys, SIGNING_ALGS)
+    sub, aud = claims.get("sub"), claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if claims.get("iss") != issuer or not isinstance(sub, str) or not sub:
+        raise InvalidToken("not an id_token of this issuer")
+    if not audiences or not all(isinstance(a, str) for a in audiences):
+        raise InvalidToken("invalid claim: aud")
+    return sub, audiences
+
+
+def _signed_claims(token: str, keys: KeySource, algorithms: Sequence[str]) -> dict[str, Any]:
+    """The claims of ``token`` once its header and signature are checked (no claim checked)."""
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
         raise InvalidToken("malformed token")
     try:
@@ -168,23 +204,8 @@ def verify_access_token(
         raise InvalidToken("bad signature") from exc
     except JoseError as exc:
         raise InvalidToken(f"invalid token: {exc.error}") from exc
-    claims = decoded.claims
-    audiences = [audience] if isinstance(audience, str) else list(audience)
-    registry = jwt.JWTClaimsRegistry(
-        now=now if now is not None else int(time.time()),
-        leeway=leeway,
-        iss={"essential": True, "value": issuer},
-        aud={"essential": True, "values": audiences},
-        exp={"essential": True},
-        sub={"essential": True},
-    )
-    try:
-        registry.validate(claims)
-    except ExpiredTokenError as exc:
-        raise InvalidToken("token expired") from exc
-    except (InvalidClaimError, MissingClaimError) as exc:
-        raise InvalidToken(f"invalid claim: {exc.description or exc.error}") from exc
-    return _info(claims, external)
+    claims: dict[str, Any] = decoded.claims
+    return claims
 
 
 def _info(claims: dict[str, Any], external: bool) -> TokenInfo:

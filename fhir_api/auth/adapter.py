@@ -78,6 +78,10 @@ class Urls:
         return f"{self.auth}/logout"
 
     @property
+    def end_session(self) -> str:
+        return f"{self.auth}/end-session"
+
+    @property
     def auth_path(self) -> str:
         """The path of ``/auth`` under the public root (cookie path, safe redirect targets)."""
         return urlsplit(self.auth).path or "/auth"

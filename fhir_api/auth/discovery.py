@@ -51,6 +51,7 @@ def smart_configuration(urls: Urls, signing_alg: str) -> dict[str, Any]:
         "token_endpoint": urls.token,
         "introspection_endpoint": urls.introspect,
         "revocation_endpoint": urls.revoke,
+        "end_session_endpoint": urls.end_session,  # OIDC RP-Initiated Logout (apps sign out)
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "grant_types_supported": GRANT_TYPES,
@@ -70,6 +71,7 @@ def openid_configuration(urls: Urls, signing_alg: str) -> dict[str, Any]:
         "jwks_uri": urls.jwks,
         "introspection_endpoint": urls.introspect,
         "revocation_endpoint": urls.revoke,
+        "end_session_endpoint": urls.end_session,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": GRANT_TYPES,

@@ -37,6 +37,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "error_title": "无法完成授权",
         "signed_in": "您已登录。",
         "signed_out": "您已退出登录。",
+        "logout_hint": "退出请求无效：缺少或无法验证 id_token_hint。",
+        "logout_target": "退出后的跳转地址未登记给该应用。",
         "other_lang": "English",
     },
     "en": {
@@ -67,6 +69,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "error_title": "The authorization could not be completed",
         "signed_in": "You are signed in.",
         "signed_out": "You are signed out.",
+        "logout_hint": "Invalid sign-out request: the id_token_hint is missing or cannot be verified.",
+        "logout_target": "The post-logout redirect URI is not registered for this app.",
         "other_lang": "中文",
     },
 }

@@ -9,6 +9,8 @@
 ``GET|POST /auth/authorize``                               authorization endpoint: login
                                                            redirect, consent page, code
 ``GET|POST /auth/login``, ``POST /auth/logout``            login page and form
+``GET|POST /auth/end-session``                             OIDC RP-Initiated Logout (an app's
+                                                           sign-out ends the login session)
 ``POST /auth/token``                                       token endpoint (all grants)
 ``POST /auth/introspect``                                  RFC 7662
 ``POST /auth/revoke``                                      RFC 7009
@@ -31,6 +33,8 @@ from authlib.oidc.core.errors import ConsentRequiredError
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+
+from ehr.accounts.tokens import InvalidToken
 
 from .adapter import HttpRequest, OAuthRequest, read_request
 from .discovery import openid_configuration, smart_configuration
@@ -221,6 +225,42 @@ def logout(http: HttpDep, auth: AuthDep) -> Response:
     return resp
 
 
+def end_session(http: HttpDep, auth: AuthDep) -> Response:
+    """OpenID Connect RP-Initiated Logout 1.0 (``end_session_endpoint``): an app's sign-out
+    ends the login session too, so on a shared nurse station or workstation the next person to
+    sign in gets the login page, not the previous user's consent page.
+
+    ``id_token_hint`` is required: an id_token we issued (signature and issuer checked; an
+    expired one is accepted, as the spec asks). It proves the request comes from an app the user
+    signed in to, so no confirmation page is needed; the session is ended only if it is that
+    user's. ``post_logout_redirect_uri`` must be one of the app's registered redirect URIs
+    (``state`` is passed back); without it, a "signed out" page."""
+    lang = _lang(http)
+    switch = _switch_url(http, lang)
+    try:
+        user_id, audiences = auth.id_token_hint(http.param("id_token_hint") or "", http.urls)
+    except InvalidToken:
+        return error_page(lang, t(lang, "logout_hint"), switch, 400)
+    client_id = http.param("client_id") or audiences[0]
+    target = http.param("post_logout_redirect_uri")
+    if target:
+        client = auth.query_client(client_id) if client_id in audiences else None
+        if client is None or not client.check_redirect_uri(target):
+            return error_page(lang, t(lang, "logout_target"), switch, 400)
+        if http.param("state"):
+            target += ("&" if "?" in target else "?") + urlencode({"state": http.param("state")})
+    resp: Response = (
+        RedirectResponse(target, status_code=303)
+        if target
+        else message_page(lang, t(lang, "signed_out"), switch)
+    )
+    session = auth.session_user(http)
+    if session is not None and session[0].id == user_id:
+        clear_cookie(resp, http, SESSION_COOKIE)
+        auth.emit("logout", outcome="ok", user_id=user_id, client_id=client_id, ip=http.client_ip)
+    return _finish(resp, http, lang)
+
+
 # -- authorization endpoint --------------------------------------------------------------------
 def authorize(http: HttpDep, auth: AuthDep) -> Response:
     lang = _lang(http)
@@ -342,6 +382,7 @@ def router(prefix: str = "/fhir") -> APIRouter:
     add("/auth/login", login_get, ["GET"], "auth-login-page")
     add("/auth/login", login_post, ["POST"], "auth-login")
     add("/auth/logout", logout, ["POST"], "auth-logout")
+    add("/auth/end-session", end_session, ["GET", "POST"], "auth-end-session")
     add("/auth/token", token, ["POST"], "auth-token")
     add("/auth/introspect", introspect, ["POST"], "auth-introspect")
     add("/auth/revoke", revoke, ["POST"], "auth-revoke")

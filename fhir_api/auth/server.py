@@ -32,7 +32,7 @@ from ehr.accounts import (
     User,
     parse_scopes,
 )
-from ehr.accounts.tokens import EXTERNAL_ALGS, sign_jwt
+from ehr.accounts.tokens import EXTERNAL_ALGS, sign_jwt, verify_id_token_hint
 from ehr.errors import FhirError
 from ehr.model import loads
 from ehr.store import Store
@@ -391,6 +391,11 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
     def verify_token(self, token: str, urls: Urls) -> TokenInfo:
         """Verify a bearer access token for this FHIR base (raises :class:`InvalidToken`)."""
         return self.verifier(urls).verify(token, urls.fhir_base)
+
+    def id_token_hint(self, hint: str, urls: Urls) -> tuple[str, list[str]]:
+        """``(user id, client ids)`` of an id_token we issued, given back to end a session
+        (raises :class:`InvalidToken`)."""
+        return verify_id_token_hint(hint, self.accounts.keys.public_keyset, issuer=urls.issuer)
 
     def is_revoked(self, info: TokenInfo) -> bool:
         """The one database lookup that makes a revocation effective before expiry."""

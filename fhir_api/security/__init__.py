@@ -81,7 +81,7 @@ def _auth_listener(trail: AuditTrail) -> Any:
     """Authorization-server events -> audit records (logins, token grants, refusals)."""
 
     def on_event(event: str, data: dict[str, Any]) -> None:
-        ok = {"login": data.get("outcome") == "ok"}.get(event, event in ("token",))
+        ok = data.get("outcome") == "ok" if event in ("login", "logout") else event == "token"
         rec = AuditRecord(
             interaction=event,
             kind=event,

@@ -1,6 +1,6 @@
 // The citizen's phone booking app (SMART standalone launch with the citizen's own token).
 
-import {fhir, login, logout, session} from '../common/smart.js';
+import {fhir, login, logout, session, signOut} from '../common/smart.js';
 import {applyI18n, register, t} from '../common/i18n.js';
 import {alertMessage, announce, el, humanName, langToggle, render, showError} from '../common/ui.js';
 import {MESSAGES} from './messages.js';
@@ -23,10 +23,7 @@ const TABS = [
 register(MESSAGES);
 applyI18n();
 langToggle(document.getElementById('lang-switch'));
-document.getElementById('logout').addEventListener('click', () => {
-  logout();
-  window.location.assign(window.location.pathname);
-});
+document.getElementById('logout').addEventListener('click', () => signOut());
 
 const state = {patientId: null, patient: null, ownRef: null, current: 'book'};
 const tablist = document.getElementById('tabs');

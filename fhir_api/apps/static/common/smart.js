@@ -75,10 +75,48 @@ export function session() {
   return s;
 }
 
-/** Forget the session in this tab (the next login() goes through the authorization server). */
+/** Forget the session in this tab (the next login() goes through the authorization server,
+ * where the user may still be signed in: to choose another patient, say). */
 export function logout() {
   sessionStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(PENDING_KEY);
+}
+
+/**
+ * Sign out for good (the "sign out" button; nurse stations and workstations are shared): forget
+ * the session, revoke the access token (RFC 7009) and end the login session at the authorization
+ * server (OpenID Connect RP-Initiated Logout), which sends the browser back to this page, where
+ * the next person must enter their own password. Navigates away.
+ */
+export async function signOut() {
+  const s = readJson(sessionStorage, SESSION_KEY);
+  logout();
+  const back = window.location.origin + window.location.pathname;
+  let config = null;
+  try {
+    config = await discover();
+  } catch {
+    // the page reloads below either way; the server-side session then ends at its expiry
+  }
+  if (config && s && s.accessToken && config.revocation_endpoint) {
+    await fetch(config.revocation_endpoint, {
+      method: 'POST',
+      headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+      body: new URLSearchParams({token: s.accessToken, client_id: s.clientId}),
+    }).catch(() => null);
+  }
+  if (config && s && s.idToken && config.end_session_endpoint) {
+    const query = new URLSearchParams({
+      id_token_hint: s.idToken,
+      client_id: s.clientId,
+      post_logout_redirect_uri: back,
+      ui_locales: localStorage.getItem(LANG_KEY) || 'zh-CN',
+    });
+    window.location.assign(`${config.end_session_endpoint}?${query}`);
+  } else {
+    window.location.assign(back);
+  }
+  return new Promise(() => {});
 }
 
 function sessionFrom(token, clientId) {
@@ -92,6 +130,7 @@ function sessionFrom(token, clientId) {
     fhirUser: (claims && claims.fhirUser) || null,
     scope: token.scope || '',
     idTokenClaims: claims,
+    idToken: token.id_token || null,
     expiresAt: now + (Number(token.expires_in) || 300),
     needPatientBanner: token.need_patient_banner !== false,
   };

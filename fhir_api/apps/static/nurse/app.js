@@ -7,7 +7,7 @@
 // view-vitals.js, view-meds.js; outbox.js, and the FHIR logic in worklist.js, patients.js,
 // vitals.js, meds.js.
 
-import { fhir, session, logout } from '../common/smart.js';
+import { fhir, session, signOut } from '../common/smart.js';
 import { t, register, applyI18n } from '../common/i18n.js';
 import { el, langToggle } from '../common/ui.js';
 import { explainRefusal } from './meds.js';
@@ -98,8 +98,7 @@ function wire() {
       $('pending').focus?.();
       return;
     }
-    logout();
-    location.assign(location.pathname);
+    signOut();
   });
   const tabs = [...document.querySelectorAll('[role="tab"]')];
   for (const tab of tabs) {

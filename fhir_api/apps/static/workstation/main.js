@@ -6,7 +6,7 @@
 //   #/                 find + today's clinic
 //   #/patient/{id}     the patient's summary (with ?encounter={id} for the visit in progress)
 
-import {fhir, login, logout} from '../common/smart.js';
+import {fhir, login, signOut} from '../common/smart.js';
 import {applyI18n, register, t} from '../common/i18n.js';
 import {alertMessage, el, entries, fmtDate, humanName, isoDay, langToggle, render, showError} from '../common/ui.js';
 import {loadClinic} from './clinic.js';
@@ -112,8 +112,7 @@ async function start() {
   langToggle($('lang'));
   $('logout').addEventListener('click', () => {
     glass.clear();
-    logout();
-    window.location.assign(window.location.pathname);
+    signOut();
   });
   let s;
   try {
