@@ -75,6 +75,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         bar.write(f"loading {len(files)} file(s)")
         total = load_paths(store, paths, progress=bar.update)
     print(f"loaded {total} resources")
+    _analyze(store)
     _match_patients(store)
     return 0
 
@@ -114,8 +115,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{len(booking)} schedules and booking policies, {slots} bookable slots"
     )
     _demo_logins(store)
+    _analyze(store)
     _match_patients(store)
     return 0
+
+
+def _analyze(store: Store) -> None:
+    """Refresh PostgreSQL's planner statistics after a bulk load (autovacuum does it only
+    later): on a fresh database without them, the search and EMPI candidate queries are planned
+    as sequential scans until then."""
+    if store.engine.dialect.name != "postgresql":
+        return
+    with store.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
 
 
 def _match_patients(store: Store) -> None:

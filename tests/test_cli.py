@@ -62,6 +62,13 @@ def test_load_files_bundles_and_ndjson(configured: str, tmp_path: Path) -> None:
         assert store.read("Patient", "p-one").resource()["name"][0]["family"] == "李"
         assert store.read("Organization", "org-1").resource()["name"] == "市第一人民医院"
         assert all(store.exists("Patient", f"nd-{i}") for i in range(7))
+        if configured.startswith("postgresql"):  # planner statistics refreshed after the load
+            with store.engine.connect() as conn:
+                analyzed = conn.exec_driver_sql(
+                    "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                    " WHERE relname = 'resources'"
+                ).scalar()
+            assert analyzed
     finally:
         store.dispose()
 
