@@ -84,6 +84,20 @@ def test_expansion_never_widens_what_a_token_may_see(store: Store, tmp_path: Pat
             "A-1",
             "B-7",
         }
+        # HAPI's _mdm=true on a hospital's record: the citizen's whole record, within reach
+        for token in (citizen_a, app_a, clinician_1):
+            r = c.get(f"/Patient/{a}/$everything", params={"_mdm": "true"}, headers=bearer(token))
+            assert _codes(r) == {"A-1"}
+        mdm = c.get(f"/Patient/{a}/$everything", params={"_mdm": "true"}, headers=bearer(backend))
+        assert _codes(mdm) == {"A-1", "B-7"}
+        assert "_mdm=true" in next(
+            lk["url"] for lk in mdm.json()["link"] if lk["relation"] == "self"
+        )
+        assert _codes(c.get(f"/Patient/{a}/$everything", headers=bearer(backend))) == {"A-1"}
+        bad = c.get(f"/Patient/{a}/$everything", params={"_mdm": "yes"}, headers=bearer(backend))
+        assert bad.status_code == 400
+        missing = c.get("/Patient/nobody/$everything?_mdm=true", headers=bearer(backend))
+        assert missing.status_code == 404
         # the links are Patient data: a token that may not read Patients gets no expansion
         obs_only = sa.token("system/Observation.rs", client_id="lab-feed")
         r = c.get("/Observation", params={"subject": f"Patient/{g}"}, headers=bearer(obs_only))

@@ -25,8 +25,10 @@ requester may see is listed (matches, includes and the total alike): the request
 Parameters (declared in :data:`PARAMETERS`): ``_since`` (only resources whose
 ``meta.lastUpdated`` is at or after it), ``_type`` (only these types; references are still
 followed from the whole compartment, so ``_type=Practitioner`` lists the patient's
-practitioners), ``_count`` (page size, default and cap from the store), ``_cursor`` (paging).
-``start``/``end`` (care dates) are not supported (400).
+practitioners), ``_count`` (page size, default and cap from the store), ``_cursor`` (paging),
+``_mdm`` (HAPI FHIR's parameter: ``true`` spans every record of the citizen the Patient belongs
+to, through its EMPI golden record; the HTTP layer picks the Patient ids, this module checks the
+value). ``start``/``end`` (care dates) are not supported (400).
 
 Paging: the result is ordered by ``pk`` (creation order, stable across updates) and paged by
 keyset (``pk > last``); the cursor also holds the snapshot of page 1 (largest ``pk``), the total,
@@ -86,6 +88,7 @@ PARAMETERS: dict[str, tuple[str, int]] = {
     "_type": ("code", 0),
     "_count": ("integer", 1),
     "_cursor": ("string", 1),
+    "_mdm": ("boolean", 1),
 }
 _UNSUPPORTED = frozenset({"start", "end"})
 _CURSOR_TAG = "everything/1"
@@ -158,6 +161,11 @@ def parse_everything_params(
                 raise BadRequest("_count must not be negative", "value", expression=(name,))
             count = min(count, max_count)
             value = str(count)
+        elif name == "_mdm":
+            if value not in ("true", "false"):
+                raise BadRequest(
+                    f"_mdm: {value!r} is not true or false", "value", expression=(name,)
+                )
         else:
             cursor = value
             continue

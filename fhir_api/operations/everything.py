@@ -2,7 +2,9 @@
 ``Patient/{id}/$summary`` (an International-Patient-Summary-style document Bundle).
 
 ``$everything`` takes ``_since``, ``_type`` and ``_count`` (GET query or POST Parameters) and
-pages with a cursor. On a golden record (EMPI) it spans every linked source Patient.
+pages with a cursor. On a golden record (EMPI) it spans every linked source Patient; with
+``_mdm=true`` (HAPI FHIR's parameter) a hospital's record spans every record of its citizen too.
+Either way only the records the requester may see (:mod:`ehr.empi.spans`).
 Semantics: :mod:`ehr.operations.everything` and :mod:`ehr.operations.summary`.
 """
 
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ehr.empi.service import linked_patient_ids
+from ehr.empi.service import linked_patient_ids, person_patient_ids
 from ehr.operations.everything import everything_bundle, parameters_to_params
 from ehr.operations.summary import patient_summary
 
@@ -46,7 +48,8 @@ async def everything(
     if request.method == "POST" and await request.body():
         body_type(request)
         params += parameters_to_params(await read_json_body(request))
-    ids = await in_thread(linked_patient_ids, store, rid)
+    span = person_patient_ids if ("_mdm", "true") in params else linked_patient_ids
+    ids = await in_thread(span, store, rid)
     body = await in_thread(everything_bundle, store, rid, params, base=base, patient_ids=ids)
     return fhir_response(request, body)
 
