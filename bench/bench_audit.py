@@ -13,8 +13,15 @@ eager`` (AuditEvent resources written at once rather than when the server is idl
 full cost, and measures afterwards how fast the deferred AuditEvents are stored (events/s).
 
 Every run checks that nothing was lost: after the server stops (SIGTERM: it writes what is
-queued), the chain holds exactly one event per request wrk made (plus the warm-up), and
+queued), the chain holds exactly one event per request wrk made (plus the warm-up and the
+token grant; at most ``--concurrency`` more, in flight when wrk stopped), and
 ``verify_audit_chain`` passes. Server, load generator and database share the machine.
+
+CPU per read: of the server processes (all their threads) and of the database's backends; of
+the server's, the audit writer threads' share is printed apart (the trail names its thread in
+the kernel), so the writer's work can be told from the request path's. On a shared box CPU per
+read still rises with the load of other work (caches, SMT): compare only runs made back to
+back, and look at several.
 """
 
 from __future__ import annotations
