@@ -13,8 +13,15 @@ eager`` (AuditEvent resources written at once rather than when the server is idl
 full cost, and measures afterwards how fast the deferred AuditEvents are stored (events/s).
 
 Every run checks that nothing was lost: after the server stops (SIGTERM: it writes what is
-queued), the chain holds exactly one event per request wrk made (plus the warm-up), and
+queued), the chain holds exactly one event per request wrk made (plus the warm-up and the
+token grant; at most ``--concurrency`` more, in flight when wrk stopped), and
 ``verify_audit_chain`` passes. Server, load generator and database share the machine.
+
+CPU per read: of the server processes (all their threads) and of the database's backends; of
+the server's, the audit writer threads' share is printed apart (the trail names its thread in
+the kernel), so the writer's work can be told from the request path's. On a shared box CPU per
+read still rises with the load of other work (caches, SMT): compare only runs made back to
+back, and look at several.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from bench._common import (  # noqa: E402
     wait_serving,
 )
 from ehr.security import verify_audit_chain  # noqa: E402
-from ehr.security.audit import AuditTrail  # noqa: E402
+from ehr.security.audit import WRITER_THREAD, AuditTrail  # noqa: E402
 from ehr.store import Store  # noqa: E402
 
 PATIENT = {
@@ -126,13 +133,35 @@ def _backends(url: str) -> list[int]:
         ]
 
 
+def _writer_threads(pids: list[int]) -> dict[tuple[int, int], float]:
+    """CPU seconds so far of the audit writer threads of ``pids`` (named ``WRITER_THREAD`` in
+    the kernel by the trail), by (pid, tid)."""
+    out = {}
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                if (task / "comm").read_text().strip() != WRITER_THREAD:
+                    continue
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[(pid, int(task.name))] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 class CpuMeter:
     """CPU seconds spent by the server's worker processes and the database's backends (the
-    work the load costs, whatever else the machine is doing: a contention-proof measure)."""
+    work the load costs, whatever else the machine is doing: a contention-proof measure); of
+    the server's, how much its audit writer threads spent (the rest is the request path)."""
 
     def __init__(self, server_pid: int, url: str) -> None:
         self.server_pid, self.url = server_pid, url
         self.start: dict[int, float] = {}
+        self.start_writer: dict[tuple[int, int], float] = {}
 
     def _sample(self) -> dict[int, float]:
         pids = [self.server_pid, *_children(self.server_pid), *_backends(self.url)]
@@ -140,12 +169,15 @@ class CpuMeter:
 
     def begin(self) -> None:
         self.start = self._sample()
+        self.start_writer = _writer_threads([self.server_pid, *_children(self.server_pid)])
 
     def end(self) -> float:
         now = self._sample()
         server = {self.server_pid, *_children(self.server_pid)}
+        writer = _writer_threads(sorted(server))
         self.server_s = sum(v - self.start.get(p, 0.0) for p, v in now.items() if p in server)
         self.db_s = sum(v - self.start.get(p, 0.0) for p, v in now.items() if p not in server)
+        self.writer_s = sum(v - self.start_writer.get(k, 0.0) for k, v in writer.items())
         return self.server_s + self.db_s
 
 
@@ -237,10 +269,11 @@ def run(
     env = {"EHR_DATA_DIR": data_dir, "EHR_SECURITY_AUDIT": "0" if audit == "off" else "1",
            "EHR_SECURITY_AUDIT_MATERIALIZE": audit if audit in ("idle", "eager") else "idle",
            "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **DIAGNOSTIC.get(audit, {})}  # fmt: skip
+    before = chain_rows(url)  # (the previous server wrote all its records when it stopped)
     with server(url, env, args.workers, port) as base:
+        grants = 0 if base in token_cache else 1  # a token grant is an audited event too
         token = token_cache.get(base) or backend_token(url, base, "system/*.rs")
         token_cache[base] = token
-        before = chain_rows(url)  # after the token grant (itself an audited event)
         warm = 200
         with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
             for i in range(warm):
@@ -254,8 +287,9 @@ def run(
     result["cpu_us_per_read"] = cpu / result["requests"] * 1e6
     result["server_cpu_us_per_read"] = meter.server_s / result["requests"] * 1e6
     result["db_cpu_us_per_read"] = meter.db_s / result["requests"] * 1e6
+    result["writer_cpu_us_per_read"] = meter.writer_s / result["requests"] * 1e6
     result["audited"] = after - before
-    result["expected_audited"] = 0 if audit == "off" else result["requests"] + warm
+    result["expected_audited"] = 0 if audit == "off" else result["requests"] + warm + grants
     # nothing lost: every counted request is audited; at most ``concurrency`` more were in flight
     surplus = result["audited"] - result["expected_audited"]
     result["complete"] = audit == "off" or 0 <= surplus <= args.concurrency
@@ -286,7 +320,8 @@ def _line(mode: str, r: dict[str, Any]) -> str:
     return (
         f"audit {mode:<5} {r['rps']:7.0f} reads/s  p50 {r['p50_ms']:6.2f} ms  p99 "
         f"{r['p99_ms']:7.2f} ms  cpu {r['cpu_us_per_read']:5.0f} us/read (server "
-        f"{r['server_cpu_us_per_read']:.0f}, db {r['db_cpu_us_per_read']:.0f})  audited "
+        f"{r['server_cpu_us_per_read']:.0f} of which audit writer "
+        f"{r['writer_cpu_us_per_read']:.0f}, db {r['db_cpu_us_per_read']:.0f})  audited "
         f"{r['audited']:.0f} for {r['expected_audited']:.0f} counted"
     )
 
@@ -353,6 +388,12 @@ def main() -> None:
     print(f"\nread throughput ratio, audit on/off: {idle / off:.3f} (by CPU cost: "
           f"{cpu_off / cpu_idle:.3f}); with AuditEvents stored at once: {eager / off:.3f} "
           f"({cpu_off / cpu_eager:.3f})")  # fmt: skip
+    print(f"of the server's CPU per read with the audit on, its audit writer threads spent "
+          f"{med('idle', 'writer_cpu_us_per_read'):.0f} us (the request path and the rest: "
+          f"{med('idle', 'server_cpu_us_per_read') - med('idle', 'writer_cpu_us_per_read'):.0f} "
+          f"us, against {med('off', 'server_cpu_us_per_read'):.0f} us with it off); the "
+          f"database {med('idle', 'db_cpu_us_per_read'):.0f} us (off: "
+          f"{med('off', 'db_cpu_us_per_read'):.0f} us)")  # fmt: skip
     print(f"deferred AuditEvents stored afterwards at {rate:.0f} events/s; chains verified: "
           f"{all(d['chain_ok'] for d in deferred)}; runs that lost an event: {len(lost)}")  # fmt: skip
     out = ROOT / "bench" / "out"

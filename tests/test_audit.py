@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from test_security_support import (
 from ehr.model import stamp
 from ehr.search.indexer import extract
 from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
-from ehr.security.audit import chain_events, event_of, index_rows
+from ehr.security.audit import WRITER_THREAD, chain_events, event_of, index_rows
 from ehr.security.spool import Spool, read_segment
 from ehr.security.tables import audit_chain
 from ehr.storage.tables import resources
@@ -346,3 +348,25 @@ def test_spool_keeps_a_segment_filled_after_the_rotation(tmp_path: Path) -> None
     assert sorted(kept) == sorted(later)  # the pages mapped in ahead hold no stray bytes
     spool.close(committed=True)
     assert not list(tmp_path.glob("audit-*.jsonl"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="Linux /proc only")
+def test_the_writer_thread_is_named_in_the_kernel(store: Store) -> None:
+    """Its CPU time can be told from the request path's (``bench/bench_audit.py``, ``top -H``)."""
+    trail = AuditTrail(store, flush_interval=3600)
+    try:
+        trail.record(AuditRecord("read", 200, rtype="Patient", rid="pa"))
+        assert trail._thread is not None
+        deadline = time.monotonic() + 10
+        names: set[str] = set()
+        while WRITER_THREAD not in names and time.monotonic() < deadline:
+            names = {(t / "comm").read_text().strip() for t in Path("/proc/self/task").iterdir()}
+            time.sleep(0.01)
+        assert WRITER_THREAD in names
+        assert threading.current_thread().name != WRITER_THREAD
+        assert (Path("/proc/self/task") / str(os.getpid()) / "comm").read_text().strip() != (
+            WRITER_THREAD
+        )  # only the writer's own thread was renamed
+    finally:
+        trail.close()
+    assert len(events(store)) == 1
