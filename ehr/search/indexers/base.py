@@ -50,7 +50,7 @@ class Context:
     base_url: str | None = None
     #: what indexers work out once per resource (composite components); keys hold ``id()`` of
     #: the resource's own objects, so a context lives no longer than one resource's indexing
-    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Indexer(ABC):
