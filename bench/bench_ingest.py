@@ -27,6 +27,8 @@ How it is measured:
    * ``http``: ``ehr serve --workers 2`` in a subprocess and 4 client threads posting the
      Bundles (``POST {base}``, httpx, keep-alive). Enabled automatically when the server answers
      a transaction at the base (``--modes auto``); skipped, and said so, when it does not.
+     The server runs with ``EHR_EMPI=0``; ``http-empi`` (only when named) keeps the EMPI on,
+     as ``ehr serve`` does by default (its golden records are written on top).
 
    Validation (fhir.resources model + required bindings) runs for every resource, as in
    production; nothing is turned off.
@@ -267,6 +269,11 @@ def _fresh_store(name: str = DB) -> tuple[str, Store]:
     url = fresh_pg_database(name)
     store = Store(url, pool_size=CONCURRENCY + 2)
     store.migrate()
+    # sessions opened before the migration keep the server's plan_cache_mode (the migration
+    # sets force_custom_plan on the database: see ehr.search.query_indexes); the timed work
+    # must run on sessions opened after it, as a server's do
+    store.dispose()
+    store = Store(url, pool_size=CONCURRENCY + 2)
     process_bundle(store, reference_bundle())
     warm_up(store)
     return url, store
@@ -331,9 +338,17 @@ def _spent(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(v - before.get(p, 0.0) for p, v in after.items())
 
 
+#: written by the server on its own (the audit trail's AuditEvent resources, materialized when a
+#: worker is idle, perhaps during a timed run): not counted, not copied by the raw ceiling
+_NOT_OURS = "AuditEvent"
+
+
 def _pk_and_count(url: str) -> tuple[int, int]:
     with psycopg.connect(_dsn(url)) as c:
-        row = c.execute("SELECT coalesce(max(pk), 0), count(*) FROM resources").fetchone()
+        row = c.execute(
+            "SELECT coalesce(max(pk), 0), count(*) FILTER (WHERE rtype <> %s) FROM resources",
+            (_NOT_OURS,),
+        ).fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
 
@@ -455,13 +470,13 @@ def http_supported(base: str, auth: dict[str, str] | None = None) -> bool:
     return r.status_code == 200 and r.json().get("type") == "transaction-response"
 
 
-def run_http(bundles: list[bytes]) -> tuple[str, Run]:
-    """``ehr serve --workers 2`` and 4 client threads posting the Bundles."""
+def run_http(bundles: list[bytes], empi: bool = False) -> tuple[str, Run]:
+    """``ehr serve --workers 2`` and 4 client threads posting the Bundles. By default without
+    EMPI matching (its golden records add resources): the same work as the in-process modes,
+    whose store has no EMPI hook; ``empi``: as ``ehr serve`` runs by default."""
     url, store = _fresh_store()
     store.dispose()
-    # no EMPI matching (its golden records would add resources): the same work as the
-    # in-process modes, whose store has no EMPI hook
-    with server(url, workers=2, extra_env={"EHR_EMPI": "0"}) as base:
+    with server(url, workers=2, extra_env={"EHR_EMPI": "1" if empi else "0"}) as base:
         auth = base.headers  # the secured server: a backend token on every request
         if not http_supported(base, auth):
             raise _Skip("the server does not answer POST {base} with a transaction-response yet")
@@ -473,8 +488,14 @@ def run_http(bundles: list[bytes]) -> tuple[str, Run]:
 
         def post(b: bytes) -> None:
             if not hasattr(clients, "c"):
+                # a new connection per Bundle (~0.1 ms against ~100 ms of work per Bundle): the
+                # workers share one listening socket and a connection stays with the worker that
+                # accepted it, so 4 kept-alive connections could all land on one worker (seen:
+                # one worker did 97 % of the work, the other core idle)
                 clients.c = httpx.Client(
-                    timeout=600, headers={"Content-Type": "application/fhir+json", **auth}
+                    timeout=600,
+                    headers={"Content-Type": "application/fhir+json", **auth},
+                    limits=httpx.Limits(max_keepalive_connections=0),
                 )
             r = clients.c.post(base, content=b)
             if r.status_code != 200:
@@ -491,6 +512,7 @@ MODES: dict[str, Callable[[list[bytes]], tuple[str, Run]]] = {
     "threads": run_threads,
     "procs": run_procs,
     "http": run_http,
+    "http-empi": lambda bundles: run_http(bundles, empi=True),
 }
 
 
@@ -509,9 +531,11 @@ def _dump_rows(
         pks = [
             r[0]
             for r in conn.execute(
-                "SELECT pk FROM resources WHERE pk BETWEEN %s AND %s ORDER BY pk", (first, last)
+                "SELECT pk FROM resources WHERE pk BETWEEN %s AND %s AND rtype <> %s ORDER BY pk",
+                (first, last, _NOT_OURS),
             )
         ]
+        ours = set(pks)
         bounds = [pks[len(pks) * k // n_chunks] for k in range(n_chunks)] + [pks[-1] + 1]
         cols: list[str] = []
         chunks: list[list[list[tuple[Any, ...]]]] = [[] for _ in range(n_chunks)]
@@ -524,6 +548,8 @@ def _dump_rows(
             k = 0
             per: list[list[tuple[Any, ...]]] = [[] for _ in range(n_chunks)]
             for row in rows:
+                if row[0] not in ours:
+                    continue
                 while row[0] >= bounds[k + 1]:
                     k += 1
                 per[k].append(row)
@@ -594,7 +620,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--modes",
         default="auto",
-        help="comma list of threads,procs,http (auto: all; http if mounted)",
+        help="comma list of threads,procs,http,http-empi (auto: threads,procs,http; http if "
+        "mounted)",
     )
     ap.add_argument("--profile", action="store_true")
     ap.add_argument(
@@ -629,12 +656,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode}: skipped ({exc})")
             notes.append(f"`{mode}` skipped: {exc}.")
             continue
-        assert run.written == n_res, (mode, run.written, n_res)
+        # with the EMPI on, the golden records it makes come on top of the Bundles' resources
+        assert run.written == n_res or (mode == "http-empi" and run.written > n_res), (
+            mode,
+            run.written,
+            n_res,
+        )
+        if run.written != n_res:
+            print(f"{mode}: {run.written - n_res} resources written besides the Bundles'")
         results[mode] = run
         print(_line(mode, run, n_res))
         # the raw ceiling, right after: the same rows, under the same conditions
         raws[mode] = raw = run_raw(url, run, args.bundles)
-        assert raw.written == n_res, (raw.written, n_res)
+        assert raw.written == run.written, (raw.written, run.written)
         print(_line("  raw COPY of the same rows", raw, n_res))
         print(f"  ratio to raw: {raw.seconds / run.seconds:.2f} (wall), "
               f"{(raw.cpu_app + raw.cpu_pg) / (run.cpu_app + run.cpu_pg):.2f} (CPU)")  # fmt: skip

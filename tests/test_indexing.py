@@ -681,3 +681,25 @@ def test_custom_parameter_added_to_default_registry() -> None:
     finally:
         reg.remove(sp.url)
     assert rows(p, "token", "x-nickname") == []
+
+
+def test_index_plan_follows_registry_changes() -> None:
+    """A type's parameters are planned once, and planned again when the registry changes."""
+    reg = SearchParamRegistry()
+    for sp in search_parameters().for_type("Patient").values():
+        reg.add(sp)
+    patient = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-02-03"}
+    assert rows(patient, "token", "mothers-gender", registry=reg) == []
+    sp = SearchParamDef(
+        code="mothers-gender",
+        url="http://example.org/SearchParameter/mothers-gender",
+        type="token",
+        base=("Patient",),
+        expression="Patient.gender",
+        custom=True,
+    )
+    reg.add(sp)
+    assert rows(patient, "token", "mothers-gender", registry=reg) == [{"code": "female"}]
+    reg.remove(sp.url)
+    assert rows(patient, "token", "mothers-gender", registry=reg) == []
+    assert rows(patient, "date", "birthdate", registry=reg) != []

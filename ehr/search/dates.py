@@ -90,5 +90,9 @@ def now_us() -> int:
 
 def us_to_instant(us: int) -> str:
     """Microseconds -> FHIR instant in UTC, e.g. ``2026-11-28T21:03:04.123456Z``."""
-    dt = _EPOCH + timedelta(microseconds=us)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat: the same text as strftime("%Y-%m-%dT%H:%M:%S.%fZ") at half the cost (twice per
+    # resource written: meta.lastUpdated and the response's lastModified)
+    return (_NAIVE_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
+
+
+_NAIVE_EPOCH = _EPOCH.replace(tzinfo=None)

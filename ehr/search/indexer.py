@@ -37,11 +37,13 @@ without ``pk``/``rtype`` (the store adds them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ehr.definitions import SearchParamRegistry, search_parameters
+from ehr.definitions import SearchParamDef, SearchParamRegistry, search_parameters
 from ehr.search.fhirpath import Node, compile_path
-from ehr.search.indexers import INDEXERS, Context
+from ehr.search.indexers import INDEXERS, Context, Indexer
 
 __all__ = ["SKIPPED", "IndexRows", "extract"]
 
@@ -50,6 +52,47 @@ IndexRows = dict[str, list[dict[str, Any]]]
 
 #: parameters the store keeps on the resources table instead
 SKIPPED = frozenset({"_id", "_lastUpdated"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One parameter to index on a type: its definition, indexer and compiled expression."""
+
+    sp: SearchParamDef
+    indexer: Indexer
+    nodes: Callable[[list[Node], Node], list[Node]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    registry: SearchParamRegistry
+    params: tuple[SearchParamDef, ...]  # what the plan was made from (registries change)
+    steps: tuple[_Step, ...]
+
+
+#: (id(registry), type) -> the parameters to evaluate on a resource of that type
+_PLANS: dict[tuple[int, str], _Plan] = {}
+_MAX_PLANS = 4096
+
+
+def _plan(reg: SearchParamRegistry, rtype: str) -> tuple[_Step, ...]:
+    """The steps for ``rtype``, made once per type and kept while ``reg``'s parameters for the
+    type stay the same objects (a custom SearchParameter added or removed makes a new plan)."""
+    params = reg.for_type(rtype)
+    sig = tuple(params.values())
+    key = (id(reg), rtype)
+    plan = _PLANS.get(key)
+    if plan is None or plan.registry is not reg or plan.params != sig:
+        steps = []
+        for code, sp in params.items():
+            indexer = INDEXERS.get(sp.type)
+            if not sp.expression or code in SKIPPED or indexer is None:  # None: special
+                continue
+            steps.append(_Step(sp, indexer, compile_path(sp.expression, rtype).on))
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[key] = _Plan(reg, sig, tuple(steps))
+    return plan.steps
 
 
 def extract(
@@ -67,16 +110,12 @@ def extract(
     ctx = Context(root=root, registry=reg, base_url=base_url)
     out: IndexRows = {}
     seen: set[tuple[Any, ...]] = set()
-    for code, sp in reg.for_type(rtype).items():
-        if not sp.expression or code in SKIPPED:
-            continue
-        indexer = INDEXERS.get(sp.type)
-        if indexer is None:  # special
-            continue
-        nodes = compile_path(sp.expression, rtype).on([root], root)
+    focus = [root]
+    for step in _plan(reg, rtype):
+        nodes = step.nodes(focus, root)
         if not nodes:
             continue
-        for table, row in indexer.index(sp, nodes, ctx):
+        for table, row in step.indexer.index(step.sp, nodes, ctx):
             key = (table, *row.values())
             if key not in seen:
                 seen.add(key)

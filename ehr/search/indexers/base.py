@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
@@ -48,6 +48,9 @@ class Context:
     root: Node
     registry: SearchParamRegistry
     base_url: str | None = None
+    #: what indexers work out once per resource (composite components); keys hold ``id()`` of
+    #: the resource's own objects, so a context lives no longer than one resource's indexing
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 class Indexer(ABC):

@@ -59,18 +59,10 @@ class CompositeIndexer(Indexer):
             comps.append((d.type if d else None, expr))
         if not comps:
             return
-        root = ctx.root
         for parent in nodes:
             slots: list[list[Row]] = []
             for n, (declared, expr) in enumerate(comps, 1):
-                options: list[Row] = []
-                for value in compile_path(expr, parent[0], root[0]).on([parent], root):
-                    ix = self._pick(declared, value[0])
-                    if ix is None:
-                        continue
-                    for cols in ix.values(value, ctx):
-                        slot = ix.component(cols)
-                        options.append({f"c{n}_{k}": v for k, v in slot.items()})
+                options = self._slot(n, declared, expr, parent, ctx)
                 if not options:
                     break
                 slots.append(options)
@@ -80,6 +72,27 @@ class CompositeIndexer(Indexer):
                     for part in combo:
                         row.update(part)
                     yield self.param_type, self.row(sp.code, row)
+
+    def _slot(
+        self, n: int, declared: str | None, expr: str, parent: Node, ctx: Context
+    ) -> list[Row]:
+        """The ``c<n>_*`` options of one component on one parent. Composites of a type share
+        components (Observation's eight all take ``code`` or a ``value[x]`` of the same parents),
+        so each is worked out once per resource (``ctx.memo``; the rows are only read)."""
+        key = (n, declared, expr, parent[0], id(parent[1]))
+        options: list[Row] | None = ctx.memo.get(key)
+        if options is None:
+            options = []
+            root = ctx.root
+            for value in compile_path(expr, parent[0], root[0]).on([parent], root):
+                ix = self._pick(declared, value[0])
+                if ix is None:
+                    continue
+                for cols in ix.values(value, ctx):
+                    slot = ix.component(cols)
+                    options.append({f"c{n}_{k}": v for k, v in slot.items()})
+            ctx.memo[key] = options
+        return options
 
     def component(self, cols: Row) -> Row:
         raise NotImplementedError("a composite is not a component")
