@@ -36,6 +36,7 @@ def test_a_second_nurse_signs_and_the_assertion_says_who_what_and_for_whom(w: Wa
     r = w.witness(PURPOSE)
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"
+    assert "access-control-allow-origin" not in r.headers  # the apps of this origin only
     body = r.json()
     assert body["token_type"] == "witness+jwt" and body["expires_in"] == 300
     assert body["purpose"] == PURPOSE and body["display_name"] == "护士乙"

@@ -71,12 +71,12 @@ HttpDep = Annotated[HttpRequest, Depends(read_request)]
 AuthDep = Annotated[AuthServer, Depends(get_auth)]
 
 
-def _json(body: Any, *, cache: str = "no-store", status: int = 200) -> Response:
+def _json(body: Any, *, cache: str = "no-store", status: int = 200, cors: bool = True) -> Response:
     return Response(
         orjson.dumps(body),
         status_code=status,
         media_type="application/json",
-        headers={**CORS, "Cache-Control": cache},
+        headers={**(CORS if cors else {}), "Cache-Control": cache},
     )
 
 
@@ -150,7 +150,8 @@ def revoke(http: HttpDep, auth: AuthDep) -> Response:
 
 # -- witness (双人核对) ---------------------------------------------------------------------------
 def _error(status: int, error: str, description: str, **headers: str) -> Response:
-    resp = _json({"error": error, "error_description": description}, status=status)
+    """A witness endpoint's error (same origin only: no CORS headers)."""
+    resp = _json({"error": error, "error_description": description}, status=status, cors=False)
     resp.headers.update(headers)
     return resp
 
@@ -183,7 +184,8 @@ def witness(
     ``login`` event); the answer is a witness assertion (:meth:`AuthServer.issue_witness`):
     ``{"witness_token", "token_type": "witness+jwt", "expires_in", "purpose", "fhirUser",
     "display_name"}``. Errors are OAuth-style JSON: 400 invalid_request, 401 invalid_token (the
-    Bearer token) or invalid_grant (the password), 403 access_denied, 429 (locked)."""
+    Bearer token) or invalid_grant (the password), 403 access_denied, 429 (locked). Only for the
+    apps served from this origin: no CORS headers (a password is entered here)."""
     lang = pick_lang(body.get("lang"), http.headers.get("accept-language"))
     header = http.headers.get("authorization") or ""
     scheme, _, bearer = header.partition(" ")
@@ -238,7 +240,8 @@ def witness(
             "purpose": purpose,
             "fhirUser": claims["fhirUser"],
             "display_name": user.display_name or user.username,
-        }
+        },
+        cors=False,
     )
 
 
@@ -512,6 +515,6 @@ def router(prefix: str = "/fhir") -> APIRouter:
     add("/auth/introspect", introspect, ["POST"], "auth-introspect")
     add("/auth/revoke", revoke, ["POST"], "auth-revoke")
     add("/auth/witness", witness, ["POST"], "auth-witness")
-    for path in ("/auth/token", "/auth/introspect", "/auth/revoke", "/auth/witness"):
+    for path in ("/auth/token", "/auth/introspect", "/auth/revoke"):
         add(path, preflight, ["OPTIONS"], "auth-preflight")
     return r

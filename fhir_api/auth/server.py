@@ -453,7 +453,12 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
             leeway=self.config.leeway_s,
         )
         user = self.accounts.users.get(found.subject)
-        if user is None or user.disabled or user.role not in WITNESS_ROLES:
+        if (
+            user is None
+            or user.disabled
+            or user.role not in WITNESS_ROLES
+            or user.fhir_user != f"Practitioner/{found.practitioner}"
+        ):
             raise InvalidToken("the witness's account is not active clinical staff")
         return found
 
