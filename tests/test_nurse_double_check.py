@@ -117,9 +117,16 @@ def test_a_forged_signature_is_refused(w: Ward) -> None:
 
 def test_the_acting_nurse_cannot_witness_herself(w: Ward) -> None:
     # as another account of the same Practitioner, and as the same user
-    own = w.mint(fhirUser=f"{FHIR_BASE}/Practitioner/n1")
+    other = w.a.accounts.users.add(
+        "nurse.jia.2", role="nurse", password=PASSWORD, fhir_user="Practitioner/n1"
+    )
+    own = w.mint(sub=other.id, fhirUser=f"{FHIR_BASE}/Practitioner/n1")
     refused(w, w.administer(w.insulin, "s", assertion=own), "acting nurse")
-    refused(w, w.administer(w.insulin, "s", assertion=w.mint(sub=w.nurse.id)), "acting user")
+    # a signature naming a Practitioner that is not the witness account's
+    mismatch = w.mint(fhirUser=f"{FHIR_BASE}/Practitioner/n1")
+    refused(w, w.administer(w.insulin, "s", assertion=mismatch), "not that Practitioner")
+    herself = w.mint(sub=w.nurse.id, fhirUser=f"{FHIR_BASE}/Practitioner/n1")
+    refused(w, w.administer(w.insulin, "s", assertion=herself), "acting user")
 
 
 def test_a_signature_asked_for_by_someone_else_is_refused(w: Ward) -> None:

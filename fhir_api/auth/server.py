@@ -453,13 +453,10 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
             leeway=self.config.leeway_s,
         )
         user = self.accounts.users.get(found.subject)
-        if (
-            user is None
-            or user.disabled
-            or user.role not in WITNESS_ROLES
-            or user.fhir_user != f"Practitioner/{found.practitioner}"
-        ):
+        if user is None or user.disabled or user.role not in WITNESS_ROLES:
             raise InvalidToken("the witness's account is not active clinical staff")
+        if user.fhir_user != f"Practitioner/{found.practitioner}":
+            raise InvalidToken("the witness's account is not that Practitioner's")
         return found
 
     async def witness_for(self, request: Request, token: str, purpose: str) -> WitnessAssertion:
