@@ -156,3 +156,17 @@ def test_other_drugs_keep_the_named_verifier_or_take_a_signature(w: Ward) -> Non
         w.antibiotic, "c-4", drug="J01DD04", verifier="n1", assertion=w.assertion(w.antibiotic)
     )
     assert r.status_code == 422 and len(w.administrations()) == 3
+
+
+def test_a_malformed_verifier_assertion_is_a_bad_request(w: Ward) -> None:
+    body = {"resourceType": "Parameters", "parameter": [
+        {"name": "clientId", "valueString": "s"},
+        {"name": "patientIdentifier", "valueString": "urn:test:mrn|ZY000001"},
+        {"name": "drugCode", "valueString": "A10AB01"},
+        {"name": "verifierAssertion", "valueInteger": 7},
+    ]}  # fmt: skip
+    r = w.http.post(
+        f"/fhir/MedicationRequest/{w.insulin}/$administer", json=body, headers=w.bearer()
+    )
+    assert r.status_code == 400 and "verifierAssertion" in r.text
+    assert w.administrations() == []
