@@ -42,6 +42,13 @@ Mounting (in ``fhir_api``)::
 The acting user: ``router(resolve_actor=…)`` takes an async callable ``Request -> Actor | None``;
 by default it reads ``request.state.actor`` (set by the SMART layer). No actor: 401.
 
+The second nurse of a high-alert drug's double check (``$administer``'s ``verifierAssertion``,
+a witness assertion from ``POST /auth/witness``): ``router(verify_witness=…)`` takes an async
+callable ``(Request, assertion, purpose) -> WitnessAssertion`` raising
+:class:`~ehr.accounts.InvalidToken`; by default the authorization server on
+``request.app.state.auth`` verifies it (its ``witness_for``). A refused assertion is a 409
+OperationOutcome; nothing is written.
+
 (No ``from __future__ import annotations`` here: FastAPI must see the ``Annotated`` dependency
 aliases that ``router()`` builds as objects, not as strings it would look up in the module.)
 """
@@ -56,7 +63,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ehr.errors import BadRequest, FhirError, Forbidden, Issue
+from ehr.accounts.tokens import InvalidToken, WitnessAssertion
+from ehr.errors import BadRequest, Conflict, FhirError, Forbidden, Issue
 
 from .actors import Actor
 from .booking import book, cancel, hold, no_show, reschedule
@@ -72,22 +80,40 @@ from .checkin import (
 )
 from .fhirdata import parse_instant, ref_id
 from .find import FindRequest, find_slots, parse_day
-from .nursing import administer_medication, identify_patient, record_vital_signs, ward_worklist
+from .nursing import (
+    administer_medication,
+    administration_purpose,
+    identify_patient,
+    record_vital_signs,
+    recorded_administration,
+    ward_worklist,
+)
 from .service import Appointments
 from .sessions import cancel_session
 from .slots import generate_slots
 from .waitlist import join_waitlist
 from .workstation import Order, clinic_list, place_orders, results_over_time, write_note
 
-__all__ = ["ActorResolver", "router"]
+__all__ = ["ActorResolver", "WitnessVerifier", "router"]
 
 ActorResolver = Callable[[Request], Awaitable[Actor | None]]
+WitnessVerifier = Callable[[Request, str, str], Awaitable[WitnessAssertion]]
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 
 
 async def _actor_from_state(request: Request) -> Actor | None:
     actor = getattr(request.state, "actor", None)
     return actor if isinstance(actor, Actor) else None
+
+
+async def _witness_from_auth(request: Request, assertion: str, purpose: str) -> WitnessAssertion:
+    verify = getattr(getattr(request.app.state, "auth", None), "witness_for", None)
+    if verify is None:
+        raise FhirError(
+            501, "not-supported", "This server cannot verify a second nurse's signature"
+        )
+    found: WitnessAssertion = await verify(request, assertion, purpose)
+    return found
 
 
 def _respond(body: Any, status: int = 200) -> Response:
@@ -201,10 +227,13 @@ async def _json(request: Request) -> Any:
         raise BadRequest(f"Body is not valid JSON: {exc}", "structure") from exc
 
 
-def router(*, resolve_actor: ActorResolver | None = None) -> APIRouter:
+def router(
+    *, resolve_actor: ActorResolver | None = None, verify_witness: WitnessVerifier | None = None
+) -> APIRouter:
     """The appointment ``$operations``. The services come from ``request.app.state.appointments``
     (an :class:`~appointments.service.Appointments`)."""
     resolve = resolve_actor or _actor_from_state
+    witness_of = verify_witness or _witness_from_auth
     r = APIRouter()
 
     async def services(request: Request) -> Appointments:
@@ -424,15 +453,37 @@ def router(*, resolve_actor: ActorResolver | None = None) -> APIRouter:
     async def administer_op(request: Request, rid: str, svc: Svc, who: Who) -> Response:
         p = _params(await _json(request))
         effective = _get(p, "effective")
+        client_id = str(_need(_get(p, "clientId"), "clientId"))
+        assertion = _get(p, "verifierAssertion")
+        witness = None
+        if assertion is not None:
+            # a retry of a recorded submission is answered as recorded, even once the second
+            # nurse's signature (minutes long) has expired
+            prior = await run_in_threadpool(lambda: recorded_administration(svc, who, client_id))
+            if prior is not None:
+                return _respond(prior.administration, 200)
+            witness = await _witness(request, assertion, rid)
         done = await run_in_threadpool(lambda: administer_medication(
             svc, who, request=rid,
             scanned_patient=str(_need(_get(p, "patientIdentifier"), "patientIdentifier")),
             scanned_drug=str(_need(_get(p, "drugCode"), "drugCode")),
-            client_id=str(_need(_get(p, "clientId"), "clientId")),
+            client_id=client_id, witness=witness,
             verifier=_get(p, "verifier", "Practitioner"),
             effective=parse_instant(effective) if effective else None,
         ))  # fmt: skip
         return _respond(done.administration, 200 if done.repeated else 201)
+
+    async def _witness(request: Request, assertion: Any, rid: str) -> WitnessAssertion:
+        if not isinstance(assertion, str) or not assertion:
+            raise BadRequest("verifierAssertion must be a valueString (the witness token)")
+        try:
+            return await witness_of(request, assertion, administration_purpose(rid))
+        except InvalidToken as exc:
+            raise Conflict(
+                "Double check failed: the second nurse's signature (verifierAssertion) is not "
+                f"valid ({exc.reason}); the second nurse must sign again",
+                "business-rule",
+            ) from exc
 
     # -- doctor workstation -----------------------------------------------------------------------
     @r.get("/PractitionerRole/{rid}/$clinic-list", name="practitionerrole-clinic-list")

@@ -15,8 +15,16 @@ the store serializes) turns a retry into the resource written the first time
   active MedicationRequest, after the double check: the scanned wristband must identify the
   request's patient and the scanned drug code must be the requested medication. A high-alert
   drug (insulin, anticoagulants, concentrated electrolytes, opioids, cytotoxics, by ATC prefix)
-  also needs a second nurse as ``verifier`` (双人核对). The due Task for the request is
-  completed with the administration as its output.
+  also needs a second nurse's signature (双人核对): a witness assertion
+  (:class:`~ehr.accounts.tokens.WitnessAssertion`) the authorization server issued when the second
+  nurse signed in with their own password on the first one's device (``POST /auth/witness``),
+  verified by the HTTP layer, for ``administer:MedicationRequest/<id>``. The second nurse is then
+  the administration's ``verifier`` performer; the assertion's ``jti`` is recorded as an
+  identifier of the administration, so one signature serves one administration only (a retry of
+  the same submission is the same administration). A bare ``verifier`` (a Practitioner named by
+  the first nurse, with no signature) is refused for a high-alert drug; for other drugs it is
+  recorded as given. The due Task for the request is completed with the administration as its
+  output.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ehr.accounts.tokens import WitnessAssertion
+from ehr.codesystems import CANONICAL_BASE
 from ehr.errors import BadRequest, Conflict, Forbidden, Issue, NotFound, Unprocessable
 from ehr.store import WriteContext, WriteResult
 
@@ -41,10 +51,13 @@ __all__ = [
     "Identified",
     "VitalsResult",
     "WorklistItem",
+    "WITNESS_SYSTEM",
     "administer_medication",
+    "administration_purpose",
     "client_identifier",
     "identify_patient",
     "record_vital_signs",
+    "recorded_administration",
     "ward_worklist",
 ]
 
@@ -53,6 +66,8 @@ PERFORM_FUNCTION = "http://terminology.hl7.org/CodeSystem/med-admin-perform-func
 ATC = "http://www.whocc.no/atc"
 #: ATC prefixes of high-alert medications that need a second nurse's check
 HIGH_ALERT_ATC = ("A10A", "B01A", "B05XA", "N02A", "L01", "H01BA", "C01CA")
+#: identifier system of the witness assertion (its ``jti``) a double check was signed with
+WITNESS_SYSTEM = f"{CANONICAL_BASE}/sid/witness-assertion"
 
 
 def _staff(actor: Actor) -> None:
@@ -269,6 +284,31 @@ def _med_codes(reader: Reader, request: dict[str, Any]) -> tuple[set[str], set[s
     return codes, atc
 
 
+def administration_purpose(request: str) -> str:
+    """The ``purpose`` a witness assertion must carry to sign the double check of giving
+    ``MedicationRequest/request``."""
+    return f"administer:MedicationRequest/{request}"
+
+
+def _recorded(reader: Reader, ident: dict[str, Any]) -> dict[str, Any] | None:
+    found = reader.find(
+        "MedicationAdministration",
+        [("identifier", f"{ident['system']}|{ident['value']}")],
+        limit=1,
+    )
+    return found[0] if found else None
+
+
+def recorded_administration(
+    svc: Appointments, actor: Actor, client_id: str, system: str | None = None
+) -> Administration | None:
+    """The administration already recorded for submission ``client_id`` (a retry), if any."""
+    _staff(actor)
+    with Reader.open(svc.store) as reader:
+        done = _recorded(reader, client_identifier(client_id, system))
+    return Administration(done, True) if done is not None else None
+
+
 def administer_medication(
     svc: Appointments,
     actor: Actor,
@@ -277,6 +317,7 @@ def administer_medication(
     scanned_patient: str,
     scanned_drug: str,
     client_id: str,
+    witness: WitnessAssertion | None = None,
     verifier: str | None = None,
     dose: dict[str, Any] | None = None,
     effective: datetime | None = None,
@@ -284,7 +325,11 @@ def administer_medication(
 ) -> Administration:
     """Give the medication of ``MedicationRequest/request``: check that ``scanned_patient``
     (a wristband ``system|value``) is its patient and ``scanned_drug`` (a barcode ``code`` or
-    ``system|code``) its drug, then record the MedicationAdministration once for ``client_id``."""
+    ``system|code``) its drug, then record the MedicationAdministration once for ``client_id``.
+
+    ``witness``: the second nurse's verified signature (required for a high-alert drug; its
+    signature, expiry and issuer are the caller's to check, its purpose, witness and single use
+    are checked here); ``verifier``: a second nurse named without a signature (other drugs)."""
     _staff(actor)
     if actor.practitioner is None:
         raise Forbidden("Medication is administered by a named practitioner")
@@ -292,13 +337,9 @@ def administer_medication(
     now = effective or svc.now()
     with svc.store.write() as ctx, acting_as(actor):
         reader = Reader.of(ctx)
-        found = reader.find(
-            "MedicationAdministration",
-            [("identifier", f"{ident['system']}|{ident['value']}")],
-            limit=1,
-        )
-        if found:
-            return Administration(found[0], True)
+        done_before = _recorded(reader, ident)
+        if done_before is not None:
+            return Administration(done_before, True)
         mr = reader.get("MedicationRequest", request)
         if mr is None:
             raise NotFound(f"MedicationRequest/{request} not found")
@@ -320,25 +361,21 @@ def administer_medication(
                 "business-rule",
             )
         high_alert = any(a.startswith(HIGH_ALERT_ATC) for a in atc)
-        if high_alert and (not verifier or verifier == actor.practitioner):
-            raise Conflict(
-                "High-alert medication: a second nurse must verify (双人核对); give verifier",
-                "business-rule",
-            )
+        second = _second_nurse(ctx, reader, actor, request, ident, witness, verifier, high_alert)
         performers = [
             {"function": _function("performer"), "actor": ref("Practitioner", actor.practitioner)}
         ]
-        if verifier:
-            if reader.get("Practitioner", verifier) is None:
-                raise Unprocessable(f"Verifier Practitioner/{verifier} not found", "not-found")
+        if second:
             performers.append(
-                {"function": _function("verifier"), "actor": ref("Practitioner", verifier)}
+                {"function": _function("verifier"), "actor": ref("Practitioner", second)}
             )
         admin: dict[str, Any] = {
             "resourceType": "MedicationAdministration",
             "identifier": [ident],
             "status": "completed",
         }
+        if witness is not None:
+            admin["identifier"].append({"system": WITNESS_SYSTEM, "value": witness.jti})
         for key in ("medicationCodeableConcept", "medicationReference"):
             if mr.get(key):
                 admin[key] = mr[key]
@@ -357,6 +394,63 @@ def administer_medication(
         if res.created:
             task_id = _complete_task(ctx, reader, request, done["id"], now)
         return Administration(done, res.outcome == "existing", task_id)
+
+
+def _second_nurse(
+    ctx: WriteContext,
+    reader: Reader,
+    actor: Actor,
+    request: str,
+    ident: dict[str, Any],
+    witness: WitnessAssertion | None,
+    verifier: str | None,
+    high_alert: bool,
+) -> str | None:
+    """The Practitioner id of the double check's second nurse (None: there is none), after
+    the checks: a high-alert drug needs a witness assertion for this order, by someone other
+    than the nurse giving it, not used for another administration."""
+    if witness is None:
+        if high_alert:
+            raise Conflict(
+                "High-alert medication: a second nurse must verify (双人核对) by signing with "
+                "their own password: give verifierAssertion",
+                "business-rule",
+            )
+        if verifier and reader.get("Practitioner", verifier) is None:
+            raise Unprocessable(f"Verifier Practitioner/{verifier} not found", "not-found")
+        return verifier
+    if witness.purpose != administration_purpose(request):
+        raise Conflict(
+            "Double check failed: the second nurse's signature is for another order "
+            "(witness purpose)",
+            "business-rule",
+        )
+    if verifier and verifier != witness.practitioner:
+        raise Unprocessable(
+            "verifier names another Practitioner than the one who signed (verifierAssertion)",
+            "invalid",
+        )
+    if witness.practitioner == actor.practitioner:
+        raise Conflict(
+            "Double check failed: the second nurse must be someone other than the nurse giving "
+            "the medication (witness is the acting nurse)",
+            "business-rule",
+        )
+    if reader.get("Practitioner", witness.practitioner) is None:
+        raise Unprocessable(f"Verifier Practitioner/{witness.practitioner} not found", "not-found")
+    condition = [("identifier", f"{WITNESS_SYSTEM}|{witness.jti}")]
+    ctx.lock_condition("MedicationAdministration", condition)  # one administration per signature
+    for used in reader.find("MedicationAdministration", condition, limit=2):
+        if ident not in [
+            {"system": i.get("system"), "value": i.get("value")}
+            for i in used.get("identifier") or ()
+        ]:
+            raise Conflict(
+                "Double check failed: the second nurse's signature was already used for another "
+                "administration (witness reused); the second nurse must sign again",
+                "business-rule",
+            )
+    return witness.practitioner
 
 
 def _function(code: str) -> dict[str, Any]:

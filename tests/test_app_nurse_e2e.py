@@ -2,7 +2,9 @@
 in through our login page, finds a patient on the ward worklist and by wristband, records vital
 signs, and the vitals are then Observations in the FHIR API; while the network is down a
 submission waits in the outbox and is sent exactly once when it is back; medication is given
-with the double check (wrong drug refused, a high-alert drug only with a second nurse).
+with the double check (wrong drug refused, a high-alert drug only once a second nurse has signed
+with her own password on the tablet; a queued one whose signature expired comes back to the
+nurse).
 
 The world is the harness's demo city (``e2e_support``) with the demo nurse's ward
 (:func:`fhir_api.apps.demo_ward.ensure_demo_ward`, what ``ehr demo`` loads too): three demo
@@ -13,20 +15,25 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import e2e_support
 import pytest
 from e2e_support import E2E, TABLET, sign_in
+from test_auth_support import FAST_PASSWORDS
 
-from appointments.nursing import HIGH_ALERT_ATC
+from appointments.nursing import HIGH_ALERT_ATC, WITNESS_SYSTEM
 from appointments.vitals import VITALS
 from ehr.model import loads
 from ehr.store import Store
 from fhir_api.apps import STATIC_DIR
 from fhir_api.apps.demo_accounts import DemoAccount
 from fhir_api.apps.demo_ward import DemoAdmission, DemoWard, ensure_demo_ward
+from fhir_api.auth import AuthSettings
+from fhir_api.auth.config import account_store
 
 # the harness's fixtures, used here by name
 e2e = e2e_support.e2e
@@ -44,11 +51,6 @@ def ward_of(e2e: E2E) -> DemoWard:
     ward = ensure_demo_ward(e2e.store, e2e.account("demo.nurse"))
     assert ward is not None and len(ward.admissions) == 3
     return ward
-
-
-def name_of(e2e: E2E, rtype: str, rid: str) -> str:
-    n = (loads(e2e.store.read(rtype, rid).data).get("name") or [{}])[0]
-    return str(n.get("text") or n.get("family", "") + "".join(n.get("given", [])))
 
 
 def vitals_of(e2e: E2E, patient: str, token: str) -> list[dict[str, Any]]:
@@ -300,37 +302,61 @@ def test_nurse_gives_medication_with_the_double_check(e2e: E2E) -> None:
     r = e2e.api("GET", f"Task?focus=MedicationRequest/{adm.order}", token)
     assert [e["resource"]["status"] for e in r.json()["entry"]] == ["completed"]
 
-    # bed 2: insulin is high-alert, not without a second nurse who confirms
+    # bed 2: insulin is high-alert, not without a second nurse who signs (双人核对)
     second = ward.admissions[1]
     assert second.order is not None and ward.second_nurse is not None
-    checker = name_of(e2e, "Practitioner", ward.second_nurse)
+    checker = e2e.account("demo.nurse2")
+    assert checker.fhir_user == f"Practitioner/{ward.second_nurse}"
     page.get_by_role("button", name="返回清单").click()
     page.get_by_role("button", name=f"打开 {second.name}").click()
     page.locator("#patient-name", has_text=second.name).wait_for()
     page.get_by_role("button", name="给药：胰岛素注射液").click()
     page.get_by_text("高警示药品：需第二名护士核对").first.wait_for()
+    assert page.locator("#admin-witness").inner_text() == "核对人：尚未签名确认"
     page.get_by_label("扫描患者腕带").fill(second.mrn)
     page.get_by_label("扫描药品条码").fill("A10AB01")
     page.get_by_role("button", name="确认给药").click()
     page.get_by_role("alert").filter(has_text="另一名护士核对").wait_for()
     assert administrations(e2e, second.patient, token) == []
-    # the page offers only other nurses; the server refuses the nurse as her own checker too
+    # naming a colleague is not a double check: the server wants her signature
     nurse = e2e.account("demo.nurse")
     nurse_token = page.evaluate(
         "JSON.parse(sessionStorage.getItem('ehr.smart.session')).accessToken"
     )
-    self_check = e2e.api("POST", f"MedicationRequest/{second.order}/$administer", nurse_token, json={
+    named = e2e.api("POST", f"MedicationRequest/{second.order}/$administer", nurse_token, json={
         "resourceType": "Parameters", "parameter": [
-            {"name": "clientId", "valueString": "e2e-self-check"},
+            {"name": "clientId", "valueString": "e2e-named-only"},
             {"name": "patientIdentifier", "valueString": f"{ward.mrn_system}|{second.mrn}"},
             {"name": "drugCode", "valueString": "A10AB01"},
-            {"name": "verifier", "valueReference": {"reference": nurse.fhir_user}},
+            {"name": "verifier", "valueReference": {"reference": checker.fhir_user}},
         ]})  # fmt: skip
-    assert self_check.status_code == 409 and "second nurse" in self_check.text
-    choices = page.get_by_label("核对护士（第二人）").inner_text()
-    assert checker in choices and nurse.display_name not in choices
-    page.get_by_label("核对护士（第二人）").select_option(label=checker)
-    page.get_by_label("核对护士已当面核对").check()
+    assert named.status_code == 409 and "verifierAssertion" in named.text
+    e2e.errors.clear()
+    # the second nurse signs on this tablet: not the nurse herself, not a wrong password
+    page.get_by_role("button", name="核对护士签名确认").click()
+    dialog = page.get_by_role("dialog", name="核对护士确认（双人核对）")
+    dialog.wait_for()
+    assert second.name in dialog.inner_text() and "胰岛素注射液" in dialog.inner_text()
+    dialog.get_by_label("核对护士用户名").fill("demo.nurse")
+    dialog.get_by_label("核对护士密码").fill(nurse.password)
+    dialog.get_by_role("button", name="确认核对").click()
+    dialog.get_by_role("alert").filter(has_text="不能是您本人").wait_for()
+    assert dialog.get_by_label("核对护士密码").input_value() == ""  # cleared once read
+    dialog.get_by_label("核对护士用户名").fill(checker.username)
+    dialog.get_by_label("核对护士密码").fill("not her password")
+    dialog.get_by_role("button", name="确认核对").click()
+    dialog.get_by_role("alert").filter(has_text="用户名或密码不正确").wait_for()
+    e2e.errors.clear()  # the browser logs the 403 and 401 answers
+    dialog.get_by_label("核对护士密码").fill(checker.password)
+    shot(e2e, page, "witness-dialog")
+    dialog.get_by_role("button", name="确认核对").click()
+    page.locator("#admin-witness", has_text=f"核对人：{checker.display_name}").wait_for()
+    assert not dialog.is_visible()
+    assert page.locator("#witness-password").input_value() == ""
+    stored = page.evaluate(
+        "JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})"
+    )
+    assert checker.password not in stored
     shot(e2e, page, "double-check")
     page.get_by_role("button", name="确认给药").click()
     page.get_by_text("已记录给药：胰岛素注射液").wait_for()
@@ -338,8 +364,76 @@ def test_nurse_gives_medication_with_the_double_check(e2e: E2E) -> None:
     performers = {
         p["function"]["coding"][0]["code"]: p["actor"]["reference"] for p in insulin["performer"]
     }
-    assert performers == {
-        "performer": nurse.fhir_user,
-        "verifier": f"Practitioner/{ward.second_nurse}",
-    }
+    assert performers == {"performer": nurse.fhir_user, "verifier": checker.fhir_user}
     assert insulin["dosage"]["dose"]["value"] == 4
+    assert WITNESS_SYSTEM in [i["system"] for i in insulin["identifier"]]
+
+
+@pytest.mark.e2e
+def test_a_queued_high_alert_administration_whose_signature_expired_comes_back(e2e: E2E) -> None:
+    """Offline, a signed high-alert administration waits in the outbox; when it is sent after
+    the signature (5 minutes) has expired, the server refuses it and the nurse sees why: the
+    record stays in the list as failed, nothing is given twice or dropped silently."""
+    page, ward, _ = open_station(e2e)
+    second = ward.admissions[1]
+    checker = e2e.account("demo.nurse2")
+    page.get_by_role("button", name=f"打开 {second.name}").click()
+    page.locator("#patient-name", has_text=second.name).wait_for()
+    page.get_by_role("button", name="Switch to English").click()
+    page.get_by_role("button", name="Give: 胰岛素注射液").click()
+    page.get_by_role("button", name="Checking nurse signs").click()
+    dialog = page.get_by_role("dialog", name="Second nurse confirms (double check)")
+    dialog.get_by_label("Checking nurse's user name").fill(checker.username)
+    dialog.get_by_label("Checking nurse's password").fill(checker.password)
+    dialog.get_by_role("button", name="Confirm check").click()
+    page.locator("#admin-witness", has_text=f"Checked by: {checker.display_name}").wait_for()
+    page.context.set_offline(True)
+    page.get_by_label("Scan the patient's wristband").fill(second.mrn)
+    page.get_by_label("Scan the drug barcode").fill("A10AB01")
+    page.get_by_role("button", name="Confirm administration").click()
+    page.get_by_text("the administration is kept on this tablet").wait_for()
+    # time passes: the queued signature is now an expired one
+    expired = expired_witness(e2e, second.order or "")
+    page.evaluate(
+        """(token) => {
+            for (const key of Object.keys(localStorage)) {
+                if (!key.startsWith('nurse.outbox.v1:')) continue;
+                const list = JSON.parse(localStorage.getItem(key));
+                for (const e of list) {
+                    for (const p of e.body.parameter) {
+                        if (p.name === 'verifierAssertion') p.valueString = token;
+                    }
+                }
+                localStorage.setItem(key, JSON.stringify(list));
+            }
+        }""",
+        expired,
+    )
+    page.on("dialog", lambda d: d.accept())
+    page.context.set_offline(False)
+    failed = page.locator("#pending-list li.pending-failed")
+    failed.wait_for()
+    assert "signature has expired" in failed.inner_text() and "sign again" in failed.inner_text()
+    e2e.errors.clear()  # the browser logs the 409 answer
+    shot(e2e, page, "witness-expired")
+    assert administrations(e2e, second.patient, e2e.service_token()) == []
+    failed.get_by_role("button", name="Discard").click()
+    page.locator("#pending").wait_for(state="hidden")
+
+
+def expired_witness(e2e: E2E, order: str) -> str:
+    """demo.nurse2's signature for giving ``order``, as the server issued it 10 minutes ago."""
+    from ehr.accounts.tokens import WITNESS_TYP, sign_jwt
+
+    accounts = account_store(e2e.store.engine, AuthSettings(), FAST_PASSWORDS)
+    nurse, checker = (accounts.users.by_username(u) for u in ("demo.nurse", "demo.nurse2"))
+    assert nurse is not None and checker is not None
+    alg, key = accounts.keys.signing_key()
+    now = int(time.time()) - 600
+    return sign_jwt({
+        "iss": f"{e2e.origin}/auth", "aud": f"{e2e.origin}/fhir", "sub": checker.id,
+        "fhirUser": f"{e2e.origin}/fhir/{checker.fhir_user}", "role": "nurse",
+        "purpose": f"administer:MedicationRequest/{order}",
+        "act": {"sub": nurse.id, "client_id": "nurse-app"},
+        "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex,
+    }, alg, key, WITNESS_TYP)  # fmt: skip

@@ -13,11 +13,13 @@ from appointments import Actor, book
 from appointments.checkin import call_next, check_in
 from appointments.nursing import (
     administer_medication,
+    administration_purpose,
     identify_patient,
     record_vital_signs,
     ward_worklist,
 )
 from appointments.workstation import Order, clinic_list, place_orders, results_over_time, write_note
+from ehr.accounts.tokens import WitnessAssertion
 from ehr.errors import BadRequest, Conflict, Forbidden, Unprocessable
 from ehr.identifiers import mrn_system
 from ehr.store import Store
@@ -197,6 +199,16 @@ def test_medication_double_check(world: World) -> None:
     assert world.count("MedicationAdministration") == 1
 
 
+def witness(request: str, practitioner: str = "nurse-2", jti: str = "jti-1") -> WitnessAssertion:
+    """A second nurse's signature, as the HTTP layer passes it once verified (the token checks
+    are tested in test_auth_witness.py and test_nurse_double_check.py)."""
+    return WitnessAssertion(
+        subject=f"user-{practitioner}", practitioner=practitioner, role="nurse",
+        purpose=administration_purpose(request), requested_by="user-nurse-1", client_id="app",
+        jti=jti, issued_at=0, expires_at=0,
+    )  # fmt: skip
+
+
 def test_high_alert_drug_needs_a_second_nurse(world: World) -> None:
     eid = admit(world)
     [mr] = place_orders(world.svc, world.doctor, eid, [INSULIN], client_id="o-3")
@@ -209,6 +221,17 @@ def test_high_alert_drug_needs_a_second_nurse(world: World) -> None:
             scanned_drug="A10AB01",
             client_id="a-2",
         )
+    # a second nurse named without her signature is not a double check
+    with pytest.raises(Conflict, match="双人核对"):
+        administer_medication(
+            world.svc,
+            world.nurse,
+            request=mr["id"],
+            scanned_patient=MRN,
+            scanned_drug="A10AB01",
+            client_id="a-2",
+            verifier="nurse-2",
+        )
     with pytest.raises(Conflict, match="second nurse"):
         administer_medication(
             world.svc,
@@ -217,8 +240,19 @@ def test_high_alert_drug_needs_a_second_nurse(world: World) -> None:
             scanned_patient=MRN,
             scanned_drug="A10AB01",
             client_id="a-2",
-            verifier="nurse-1",
+            witness=witness(mr["id"], "nurse-1"),
         )
+    with pytest.raises(Conflict, match="another order"):
+        administer_medication(
+            world.svc,
+            world.nurse,
+            request=mr["id"],
+            scanned_patient=MRN,
+            scanned_drug="A10AB01",
+            client_id="a-2",
+            witness=witness("another-request"),
+        )
+    assert world.count("MedicationAdministration") == 0
     done = administer_medication(
         world.svc,
         world.nurse,
@@ -226,11 +260,34 @@ def test_high_alert_drug_needs_a_second_nurse(world: World) -> None:
         scanned_patient=MRN,
         scanned_drug="A10AB01",
         client_id="a-2",
-        verifier="nurse-2",
+        witness=witness(mr["id"]),
     )
     functions = [p["function"]["coding"][0]["code"] for p in done.administration["performer"]]
     assert functions == ["performer", "verifier"]
+    assert done.administration["performer"][1]["actor"] == {"reference": "Practitioner/nurse-2"}
     assert done.administration["dosage"]["dose"]["value"] == 4
+    # one signature, one administration; the same submission again is the same one
+    with pytest.raises(Conflict, match="already used"):
+        administer_medication(
+            world.svc,
+            world.nurse,
+            request=mr["id"],
+            scanned_patient=MRN,
+            scanned_drug="A10AB01",
+            client_id="a-3",
+            witness=witness(mr["id"]),
+        )
+    again = administer_medication(
+        world.svc,
+        world.nurse,
+        request=mr["id"],
+        scanned_patient=MRN,
+        scanned_drug="A10AB01",
+        client_id="a-2",
+        witness=witness(mr["id"]),
+    )
+    assert again.repeated and again.administration["id"] == done.administration["id"]
+    assert world.count("MedicationAdministration") == 1
 
 
 # -- doctor workstation ---------------------------------------------------------------------------------

@@ -51,15 +51,20 @@ __all__ = [
     "TokenInfo",
     "TokenVerifier",
     "TrustedIssuer",
+    "WITNESS_TYP",
+    "WitnessAssertion",
     "sign_jwt",
     "verify_access_token",
     "verify_id_token_hint",
+    "verify_witness_assertion",
 ]
 
 #: algorithms accepted from an external OpenID Connect issuer (asymmetric only)
 EXTERNAL_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384")
 
 KeySource = KeySet | Callable[[str | None], KeySet]
+#: the JWS ``typ`` of a witness assertion (an access token is ``at+jwt``, RFC 9068)
+WITNESS_TYP = "witness+jwt"
 
 
 class InvalidToken(Exception):
@@ -141,7 +146,9 @@ def verify_access_token(
 ) -> TokenInfo:
     """Verify a bearer access token and return what it grants; :class:`InvalidToken` if not
     acceptable (see the module docstring for the checks and their order)."""
-    claims = _signed_claims(token, keys, algorithms)
+    header, claims = _signed(token, keys, algorithms)
+    if header.get("typ") == WITNESS_TYP:
+        raise InvalidToken("a witness assertion is not an access token")
     audiences = [audience] if isinstance(audience, str) else list(audience)
     registry = jwt.JWTClaimsRegistry(
         now=now if now is not None else int(time.time()),
@@ -176,6 +183,13 @@ def verify_id_token_hint(token: str, keys: KeySource, *, issuer: str) -> tuple[s
 
 def _signed_claims(token: str, keys: KeySource, algorithms: Sequence[str]) -> dict[str, Any]:
     """The claims of ``token`` once its header and signature are checked (no claim checked)."""
+    return _signed(token, keys, algorithms)[1]
+
+
+def _signed(
+    token: str, keys: KeySource, algorithms: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(header, claims)`` of ``token`` once its header and signature are checked."""
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16_384:
         raise InvalidToken("malformed token")
     try:
@@ -205,7 +219,7 @@ def _signed_claims(token: str, keys: KeySource, algorithms: Sequence[str]) -> di
     except JoseError as exc:
         raise InvalidToken(f"invalid token: {exc.error}") from exc
     claims: dict[str, Any] = decoded.claims
-    return claims
+    return dict(header), claims
 
 
 def _info(claims: dict[str, Any], external: bool) -> TokenInfo:
@@ -239,6 +253,85 @@ def _info(claims: dict[str, Any], external: bool) -> TokenInfo:
         grant_id=_str(claims.get("gid")),
         external=external,
         claims=claims,
+    )
+
+
+@dataclass(frozen=True)
+class WitnessAssertion:
+    """A verified witness assertion: who witnessed (user id, Practitioner id, role), what, and
+    for whom (the requesting user and app)."""
+
+    subject: str
+    practitioner: str
+    role: str
+    purpose: str
+    requested_by: str
+    client_id: str | None
+    jti: str
+    issued_at: int
+    expires_at: int
+
+
+def _practitioner_id(fhir_user: Any, audience: str) -> str | None:
+    """The id of ``Practitioner/x`` or ``{fhir base}/Practitioner/x``."""
+    if not isinstance(fhir_user, str):
+        return None
+    rel = fhir_user[len(audience) + 1 :] if fhir_user.startswith(audience + "/") else fhir_user
+    rtype, _, rid = rel.partition("/")
+    return rid if rtype == "Practitioner" and rid and "/" not in rid else None
+
+
+def verify_witness_assertion(
+    token: str,
+    keys: KeySource,
+    *,
+    issuer: str,
+    audience: str,
+    purpose: str,
+    leeway: int = 30,
+    now: int | None = None,
+) -> WitnessAssertion:
+    """Verify a witness assertion (see the module docstring) for ``purpose``: the header and
+    signature checks of an access token, ``typ`` ``witness+jwt``, then ``iss``, ``aud``,
+    ``exp`` (required), ``purpose``, a Practitioner ``fhirUser``, ``act.sub`` and ``jti``.
+    :class:`InvalidToken` if not acceptable."""
+    header, claims = _signed(token, keys, SIGNING_ALGS)
+    if header.get("typ") != WITNESS_TYP:
+        raise InvalidToken("not a witness assertion")
+    registry = jwt.JWTClaimsRegistry(
+        now=now if now is not None else int(time.time()),
+        leeway=leeway,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "values": [audience]},
+        exp={"essential": True},
+        iat={"essential": True},
+        sub={"essential": True},
+        jti={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except ExpiredTokenError as exc:
+        raise InvalidToken("witness assertion expired") from exc
+    except (InvalidClaimError, MissingClaimError) as exc:
+        raise InvalidToken(f"invalid claim: {exc.description or exc.error}") from exc
+    if claims.get("purpose") != purpose:
+        raise InvalidToken("the witness assertion is for another purpose")
+    practitioner = _practitioner_id(claims.get("fhirUser"), audience)
+    act = claims.get("act")
+    requester = _str(act.get("sub")) if isinstance(act, dict) else None
+    role, jti = _str(claims.get("role")), _str(claims.get("jti"))
+    if practitioner is None or role is None or requester is None or jti is None:
+        raise InvalidToken("invalid claim: the witness or the requester is missing")
+    return WitnessAssertion(
+        subject=claims["sub"],
+        practitioner=practitioner,
+        role=role,
+        purpose=purpose,
+        requested_by=requester,
+        client_id=_str(act.get("client_id")) if isinstance(act, dict) else None,
+        jti=jti,
+        issued_at=int(claims["iat"]),
+        expires_at=int(claims["exp"]),
     )
 
 

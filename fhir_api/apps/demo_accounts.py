@@ -9,10 +9,13 @@ user name          password            who
 ``demo.doctor``    ``Doctor-2026``     a hospital doctor who saw the citizen (Practitioner,
                                        PractitionerRole with a bookable Schedule, Organization)
 ``demo.nurse``     ``Nurse-2026``      a nurse of the same hospital
+``demo.nurse2``    ``Nurse2-2026``     a second nurse of that hospital: she signs the double check
+                                       of a high-alert drug (双人核对) on demo.nurse's tablet
 =================  ==================  =============================================================
 
 The people are chosen from what is in the store (deterministically: sorted ids), so any loaded
-demo city works. An account that exists already is left as it is.
+demo city works; when the hospital has only one nurse, a second one (``Practitioner/
+prac-demo-nurse-2``, 周小红) is added. An account that exists already is left as it is.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ from ehr.identifiers import CITIZEN_ID_HASH_SYSTEM, HEALTH_CARD_SYSTEM
 from ehr.model import loads
 from ehr.store import Store
 
-__all__ = ["DEMO_PASSWORDS", "DemoAccount", "ensure_demo_accounts"]
+__all__ = [
+    "DEMO_PASSWORDS",
+    "SECOND_NURSE",
+    "DemoAccount",
+    "ensure_demo_accounts",
+    "ensure_second_nurse",
+    "second_nurse_role",
+]
 
 log = logging.getLogger("fhir_api.apps")
 
@@ -37,7 +47,11 @@ DEMO_PASSWORDS = {
     "demo.citizen": "Citizen-2026",
     "demo.doctor": "Doctor-2026",
     "demo.nurse": "Nurse-2026",
+    "demo.nurse2": "Nurse2-2026",
 }
+#: the second nurse added to a hospital that has only one (Practitioner and PractitionerRole ids)
+SECOND_NURSE = "prac-demo-nurse-2"
+ROLE_CODE = "http://terminology.hl7.org/CodeSystem/practitioner-role"
 #: the demo citizen's phone card (a SUN tag; any 7-byte uid will do for a demo)
 DEMO_CARD_UID = "04D3E40A2B6C80"
 
@@ -169,6 +183,41 @@ def _nurse_at(store: Store, org: str) -> dict[str, Any] | None:
     return None
 
 
+def second_nurse_role(store: Store, org: str, me: str | None) -> dict[str, Any] | None:
+    """Another nurse's role at ``Organization/org`` than ``Practitioner/me``'s (sorted ids)."""
+    for role in _roles(store, [("organization", f"Organization/{org}")]):
+        prac = _ref_id(role.get("practitioner"), "Practitioner")
+        if _is_nurse(role) and prac and prac != me:
+            return role
+    return None
+
+
+def ensure_second_nurse(store: Store, org: str, me: str | None, ward: str | None = None) -> str:
+    """The Practitioner id of a second nurse at ``Organization/org`` (:func:`second_nurse_role`),
+    adding :data:`SECOND_NURSE` (on ``Location/ward``, if given) when there is none."""
+    role = second_nurse_role(store, org, me)
+    prac = _ref_id(role.get("practitioner"), "Practitioner") if role else None
+    if prac:
+        return prac
+    if not store.exists("Practitioner", SECOND_NURSE):
+        store.update("Practitioner", SECOND_NURSE, {
+            "resourceType": "Practitioner", "id": SECOND_NURSE, "active": True,
+            "name": [{"text": "周小红", "family": "周", "given": ["小红"]}], "gender": "female",
+        })  # fmt: skip
+    rid = f"role-{SECOND_NURSE}"
+    if not store.exists("PractitionerRole", rid):
+        new: dict[str, Any] = {
+            "resourceType": "PractitionerRole", "id": rid, "active": True,
+            "practitioner": {"reference": f"Practitioner/{SECOND_NURSE}", "display": "周小红"},
+            "organization": {"reference": f"Organization/{org}"},
+            "code": [{"coding": [{"system": ROLE_CODE, "code": "nurse", "display": "Nurse"}]}],
+        }  # fmt: skip
+        if ward:
+            new["location"] = [{"reference": f"Location/{ward}"}]
+        store.update("PractitionerRole", rid, new)
+    return SECOND_NURSE
+
+
 def _staff_account(
     store: Store, username: str, role_name: str, role: dict[str, Any], note: str
 ) -> DemoAccount | None:
@@ -219,6 +268,16 @@ def plan_demo_accounts(store: Store) -> list[DemoAccount]:
             acct = _staff_account(store, "demo.nurse", "nurse", nurse, "nurse, same hospital")
             if acct is not None:
                 out.append(acct)
+                second = second_nurse_role(
+                    store, str(org), _ref_id(nurse.get("practitioner"), "Practitioner")
+                )
+                second_acct = (
+                    _staff_account(store, "demo.nurse2", "nurse", second, "second nurse: 双人核对")
+                    if second is not None
+                    else None
+                )
+                if second_acct is not None:
+                    out.append(second_acct)
     return out
 
 
@@ -240,6 +299,15 @@ def _ensure_card(store: Store, patient_id: str) -> str | None:
 def ensure_demo_accounts(store: Store, accounts: AccountStore) -> list[DemoAccount]:
     """Create the demo logins that do not exist yet; returns every demo account (new or not)."""
     planned = plan_demo_accounts(store)
+    nurse = next((a for a in planned if a.username == "demo.nurse"), None)
+    if (
+        nurse is not None
+        and nurse.organization
+        and all(a.username != "demo.nurse2" for a in planned)
+    ):
+        org = nurse.organization.split("/", 1)[1]
+        ensure_second_nurse(store, org, nurse.fhir_user.split("/", 1)[1])
+        planned = plan_demo_accounts(store)
     for acct in planned:
         if accounts.users.by_username(acct.username) is None:
             accounts.users.add(

@@ -8,8 +8,9 @@ nurse's hospital, which also makes them the nurse's patients, see
 * bed 3: a vital-signs round, already overdue.
 
 The orders are MedicationRequests with a ``fulfill`` Task each, as the doctor workstation's
-``$orders`` makes them (:mod:`appointments.workstation`). A second nurse of the hospital is added
-when it has only one, to check the high-alert drug. Everything has a fixed id and is written only
+``$orders`` makes them (:mod:`appointments.workstation`). The hospital's second nurse (the
+``demo.nurse2`` login, :func:`~.demo_accounts.ensure_second_nurse`: added when the hospital has only
+one) signs the double check of the high-alert drug. Everything has a fixed id and is written only
 when missing, so running it again changes nothing (a completed Task stays completed).
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 from ehr.identifiers import mrn_system
 from ehr.store import Store
 
-from .demo_accounts import DemoAccount, _all, _read, _ref_id
+from .demo_accounts import DemoAccount, _all, _read, _ref_id, ensure_second_nurse
 
 __all__ = ["DemoAdmission", "DemoWard", "ensure_demo_ward"]
 
@@ -31,8 +32,6 @@ ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 ATC = "http://www.whocc.no/atc"
 UCUM = "http://unitsofmeasure.org"
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
-ROLE_CODE = "http://terminology.hl7.org/CodeSystem/practitioner-role"
-SECOND_NURSE = "prac-demo-nurse-2"
 
 #: bed number -> (ATC code, drug, dose, instructions, due in minutes) or None (a vitals round)
 ORDERS: dict[int, tuple[str, str, dict[str, Any] | None, str, int] | None] = {
@@ -97,31 +96,6 @@ def _ward_of(store: Store, role: dict[str, Any], org: str) -> str:
     role["location"] = [*(role.get("location") or []), {"reference": f"Location/{ward}"}]
     store.update("PractitionerRole", role["id"], role)
     return ward
-
-
-def _second_nurse(store: Store, role: dict[str, Any], org: str, ward: str) -> str | None:
-    me = _ref_id(role.get("practitioner"), "Practitioner")
-    for other in _all(store, "PractitionerRole", [("organization", f"Organization/{org}")]):
-        prac = _ref_id(other.get("practitioner"), "Practitioner")
-        nurse = any(
-            "nurse" in str(c.get("code", ""))
-            for cc in other.get("code") or ()
-            for c in cc.get("coding") or ()
-        )
-        if nurse and prac and prac != me:
-            return prac
-    _put_once(store, {
-        "resourceType": "Practitioner", "id": SECOND_NURSE, "active": True,
-        "name": [{"text": "周小红", "family": "周", "given": ["小红"]}], "gender": "female",
-    })  # fmt: skip
-    _put_once(store, {
-        "resourceType": "PractitionerRole", "id": f"role-{SECOND_NURSE}", "active": True,
-        "practitioner": {"reference": f"Practitioner/{SECOND_NURSE}", "display": "周小红"},
-        "organization": {"reference": f"Organization/{org}"},
-        "code": [{"coding": [{"system": ROLE_CODE, "code": "nurse", "display": "Nurse"}]}],
-        "location": [{"reference": f"Location/{ward}"}],
-    })  # fmt: skip
-    return SECOND_NURSE
 
 
 def _name(p: dict[str, Any]) -> str:
@@ -192,7 +166,9 @@ def ensure_demo_ward(
         return None
     ward = _ward_of(store, role, org)
     system = mrn_system(org)
-    second = _second_nurse(store, role, org, ward)
+    second = ensure_second_nurse(
+        store, org, _ref_id(role.get("practitioner"), "Practitioner"), ward
+    )
     skip = {x.split("/")[-1] for x in exclude}
     adults = sorted(
         (p for p in _all(store, "Patient", [("birthdate", "le2000-01-01")])

@@ -14,6 +14,9 @@
 ``POST /auth/token``                                       token endpoint (all grants)
 ``POST /auth/introspect``                                  RFC 7662
 ``POST /auth/revoke``                                      RFC 7009
+``POST /auth/witness``                                     a second clinician's signature for a
+                                                           double check (双人核对): Bearer token
+                                                           of the first one; a witness JWT
 =========================================================  ====================================
 
 The endpoints are plain functions run in the thread pool (Authlib and the store are
@@ -34,13 +37,13 @@ from fastapi import APIRouter, Depends
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ehr.accounts.tokens import InvalidToken
+from ehr.accounts.tokens import InvalidToken, TokenInfo
 
 from .adapter import HttpRequest, OAuthRequest, read_request
 from .discovery import openid_configuration, smart_configuration
 from .i18n import describe_scope, pick_lang, t
 from .pages import consent_page, error_page, login_page, message_page
-from .server import AuthServer
+from .server import WITNESS_ROLES, WITNESS_TTL_S, AuthServer
 from .session import (
     CSRF_COOKIE,
     LANG_COOKIE,
@@ -52,6 +55,8 @@ from .session import (
 
 __all__ = ["router"]
 
+#: the longest ``purpose`` of a witness assertion
+MAX_PURPOSE = 200
 #: authorization request parameters never echoed back into pages or redirects
 PRIVATE = {"csrf", "decision", "patient", "password", "username", "lang", "next"}
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -66,12 +71,12 @@ HttpDep = Annotated[HttpRequest, Depends(read_request)]
 AuthDep = Annotated[AuthServer, Depends(get_auth)]
 
 
-def _json(body: Any, *, cache: str = "no-store", status: int = 200) -> Response:
+def _json(body: Any, *, cache: str = "no-store", status: int = 200, cors: bool = True) -> Response:
     return Response(
         orjson.dumps(body),
         status_code=status,
         media_type="application/json",
-        headers={**CORS, "Cache-Control": cache},
+        headers={**(CORS if cors else {}), "Cache-Control": cache},
     )
 
 
@@ -141,6 +146,129 @@ def introspect(http: HttpDep, auth: AuthDep) -> Response:
 
 def revoke(http: HttpDep, auth: AuthDep) -> Response:
     return _oauth(lambda: auth.create_endpoint_response("revocation", http))
+
+
+# -- witness (双人核对) ---------------------------------------------------------------------------
+def _error(status: int, error: str, description: str, **headers: str) -> Response:
+    """A witness endpoint's error (same origin only: no CORS headers)."""
+    resp = _json({"error": error, "error_description": description}, status=status, cors=False)
+    resp.headers.update(headers)
+    return resp
+
+
+async def witness_body(request: Request, http: HttpDep) -> dict[str, str]:
+    """The fields of a JSON object body, else of the form (:func:`read_request`)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return {}
+        return {k: v for k, v in body.items() if isinstance(k, str) and isinstance(v, str)}
+    out: dict[str, str] = {}
+    for k, v in http.form:
+        out.setdefault(k, v)
+    return out
+
+
+def witness(
+    http: HttpDep, auth: AuthDep, body: Annotated[dict[str, str], Depends(witness_body)]
+) -> Response:
+    """A second clinician witnesses an act of the first (双人核对 of a high-alert drug): the
+    first one's app sends its access token (Bearer; role nurse or practitioner) with the second
+    one's ``username`` and ``password`` and the ``purpose`` (e.g.
+    ``administer:MedicationRequest/42``). The password is checked like the login form's (same
+    throttling and lockouts, same answer for an unknown user and a wrong password; an audited
+    ``login`` event); the answer is a witness assertion (:meth:`AuthServer.issue_witness`):
+    ``{"witness_token", "token_type": "witness+jwt", "expires_in", "purpose", "fhirUser",
+    "display_name"}``. Errors are OAuth-style JSON: 400 invalid_request, 401 invalid_token (the
+    Bearer token) or invalid_grant (the password), 403 access_denied, 429 (locked). Only for the
+    apps served from this origin: no CORS headers (a password is entered here)."""
+    lang = pick_lang(body.get("lang"), http.headers.get("accept-language"))
+    header = http.headers.get("authorization") or ""
+    scheme, _, bearer = header.partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not bearer.strip():
+            raise InvalidToken("Authorization must be 'Bearer <access token>'")
+        requester = auth.verify_token(bearer.strip(), http.urls)
+        if auth.is_revoked(requester):
+            raise InvalidToken("token revoked")
+    except InvalidToken as exc:
+        challenge = f'Bearer realm="fhir", error="invalid_token", error_description="{exc.reason}"'
+        return _error(401, "invalid_token", exc.reason, **{"WWW-Authenticate": challenge})
+    if requester.external or requester.role not in WITNESS_ROLES:
+        return _error(403, "access_denied", t(lang, "witness_requester"))
+    username, password = body.get("username") or "", body.get("password") or ""
+    purpose = body.get("purpose") or ""
+    if not username or not password or not purpose or len(purpose) > MAX_PURPOSE:
+        return _error(400, "invalid_request", t(lang, "witness_fields", n=str(MAX_PURPOSE)))
+    result = auth.accounts.users.authenticate(username, password, http.client_ip)
+    user = result.user
+    refusal = None
+    if user is not None and (
+        user.role not in WITNESS_ROLES or not (user.fhir_user or "").startswith("Practitioner/")
+    ):
+        refusal = "witness_not_staff"
+    elif user is not None and user.id == requester.subject:
+        refusal = "witness_self"
+    issued = (
+        auth.issue_witness(http.urls, user, requester, purpose)
+        if user is not None and refusal is None
+        else None
+    )
+    _witness_event(auth, http, requester, username, purpose, result.status, refusal, issued)
+    if result.status == "locked":
+        minutes = str(max(1, -(-result.retry_after_s // 60)))
+        return _error(
+            429,
+            "temporarily_unavailable",
+            t(lang, "locked", minutes=minutes),
+            **{"Retry-After": str(result.retry_after_s)},
+        )
+    if user is None:
+        return _error(401, "invalid_grant", t(lang, "invalid"))
+    if refusal is not None or issued is None:
+        return _error(403, "access_denied", t(lang, refusal or "witness_not_staff"))
+    token, claims = issued
+    return _json(
+        {
+            "witness_token": token,
+            "token_type": "witness+jwt",
+            "expires_in": WITNESS_TTL_S,
+            "purpose": purpose,
+            "fhirUser": claims["fhirUser"],
+            "display_name": user.display_name or user.username,
+        },
+        cors=False,
+    )
+
+
+def _witness_event(
+    auth: AuthServer,
+    http: HttpRequest,
+    requester: TokenInfo,
+    username: str,
+    purpose: str,
+    status: str,
+    refusal: str | None,
+    issued: tuple[str, dict[str, Any]] | None,
+) -> None:
+    """The witness's sign-in, as a ``login`` event (outcome ok | invalid | locked | refused)
+    that names what was witnessed and for whom."""
+    outcome = "refused" if status == "ok" and refusal else status
+    auth.emit(
+        "login",
+        outcome=outcome,
+        username=username[:150],
+        user_id=issued[1]["sub"] if issued else None,
+        client_id=requester.client_id,
+        jti=issued[1]["jti"] if issued else None,
+        ip=http.client_ip,
+        reason=f"witness for user {requester.subject}: {purpose[:MAX_PURPOSE]}"
+        + (f" ({refusal})" if refusal else ""),
+    )
 
 
 def preflight() -> Response:
@@ -386,6 +514,7 @@ def router(prefix: str = "/fhir") -> APIRouter:
     add("/auth/token", token, ["POST"], "auth-token")
     add("/auth/introspect", introspect, ["POST"], "auth-introspect")
     add("/auth/revoke", revoke, ["POST"], "auth-revoke")
+    add("/auth/witness", witness, ["POST"], "auth-witness")
     for path in ("/auth/token", "/auth/introspect", "/auth/revoke"):
         add(path, preflight, ["OPTIONS"], "auth-preflight")
     return r

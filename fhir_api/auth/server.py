@@ -6,6 +6,12 @@ Token response (https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5
 ``token_type`` Bearer, ``expires_in``, ``scope``, the launch context (``patient``,
 ``encounter``, ``need_patient_banner``, ``smart_style_url`` and any ``intent``/``fhirContext``),
 ``id_token`` for ``openid``, and ``refresh_token`` for ``offline_access`` / ``online_access``.
+
+Witness assertions (双人核对, ``POST /auth/witness``): :meth:`AuthServer.issue_witness` signs a
+short-lived ``witness+jwt`` (claims in :mod:`ehr.accounts.tokens`) once a second clinician has
+signed in on the first one's device; :meth:`AuthServer.witness_for` verifies one given back with
+an API request (signature, issuer, audience, expiry, purpose; the witness's account still active
+staff; requested by this request's user and not witnessed by them).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 import orjson
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidScopeError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ehr.accounts import (
@@ -32,12 +40,22 @@ from ehr.accounts import (
     User,
     parse_scopes,
 )
-from ehr.accounts.tokens import EXTERNAL_ALGS, sign_jwt, verify_id_token_hint
+from ehr.accounts.tokens import (
+    EXTERNAL_ALGS,
+    WITNESS_TYP,
+    InvalidToken,
+    WitnessAssertion,
+    sign_jwt,
+    verify_id_token_hint,
+    verify_witness_assertion,
+)
 from ehr.errors import FhirError
 from ehr.model import loads
 from ehr.store import Store
 
+from ..deps import base_url
 from .adapter import HttpRequest, OAuthRequest, Urls
+from .bearer import token_info
 from .config import AuthSettings, account_store
 from .endpoints import SmartIntrospection, SmartRevocation
 from .grants import (
@@ -58,6 +76,10 @@ log = logging.getLogger("fhir_api.auth")
 US = 1_000_000
 #: extra launch-context keys passed through to the token response
 PASSTHROUGH = ("need_patient_banner", "smart_style_url", "intent", "fhirContext", "tenant")
+#: roles that may ask for, and give, a witness assertion (clinical staff with a Practitioner)
+WITNESS_ROLES = ("nurse", "practitioner")
+#: lifetime of a witness assertion: the double check happens at the bedside, now
+WITNESS_TTL_S = 300
 
 
 class AuthServer(AuthorizationServer):  # type: ignore[misc]
@@ -396,6 +418,60 @@ class AuthServer(AuthorizationServer):  # type: ignore[misc]
         """``(user id, client ids)`` of an id_token we issued, given back to end a session
         (raises :class:`InvalidToken`)."""
         return verify_id_token_hint(hint, self.accounts.keys.public_keyset, issuer=urls.issuer)
+
+    # -- witness assertions (双人核对) ---------------------------------------------------------
+    def issue_witness(
+        self, urls: Urls, witness: User, requester: TokenInfo, purpose: str
+    ) -> tuple[str, dict[str, Any]]:
+        """``(assertion, claims)``: ``witness`` (signed in just now) witnessed ``purpose`` for
+        the user of ``requester``'s access token."""
+        alg, key = self.accounts.keys.signing_key()
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": urls.issuer,
+            "aud": urls.fhir_base,
+            "sub": witness.id,
+            "fhirUser": f"{urls.fhir_base}/{witness.fhir_user}",
+            "role": witness.role,
+            "purpose": purpose,
+            "act": {"sub": requester.subject, "client_id": requester.client_id},
+            "iat": now,
+            "exp": now + WITNESS_TTL_S,
+            "jti": uuid.uuid4().hex,
+        }
+        return sign_jwt(claims, alg, key, typ=WITNESS_TYP), claims
+
+    def verify_witness(self, token: str, urls: Urls, purpose: str) -> WitnessAssertion:
+        """A witness assertion we issued for ``purpose``, whose witness is still an active
+        staff account (raises :class:`InvalidToken`)."""
+        found = verify_witness_assertion(
+            token,
+            self.accounts.keys.public_keyset,
+            issuer=urls.issuer,
+            audience=urls.fhir_base,
+            purpose=purpose,
+            leeway=self.config.leeway_s,
+        )
+        user = self.accounts.users.get(found.subject)
+        if user is None or user.disabled or user.role not in WITNESS_ROLES:
+            raise InvalidToken("the witness's account is not active clinical staff")
+        if user.fhir_user != f"Practitioner/{found.practitioner}":
+            raise InvalidToken("the witness's account is not that Practitioner's")
+        return found
+
+    async def witness_for(self, request: Request, token: str, purpose: str) -> WitnessAssertion:
+        """The witness assertion ``token`` given with API ``request`` for ``purpose``: valid
+        (:meth:`verify_witness`), asked for by the user of the request's access token, and not
+        witnessed by that same user (raises :class:`InvalidToken`)."""
+        state: Any = request.app.state
+        urls = Urls.build(await base_url(request), state.prefix, self.config.issuer)
+        info = await token_info(request)
+        found = await run_in_threadpool(self.verify_witness, token, urls, purpose)
+        if info is None or found.requested_by != info.subject:
+            raise InvalidToken("the witness assertion was asked for by another user")
+        if found.subject == info.subject:
+            raise InvalidToken("the witness is the acting user")
+        return found
 
     def is_revoked(self, info: TokenInfo) -> bool:
         """The one database lookup that makes a revocation effective before expiry."""

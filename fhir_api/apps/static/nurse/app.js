@@ -15,7 +15,7 @@ import { MESSAGES } from './messages.js';
 import { Outbox } from './outbox.js';
 import { patientName } from './patients.js';
 import { $, state, show, notice, alertText, errorText, signIn, fmtTime } from './station.js';
-import { loadOrders, giveMedication } from './view-meds.js';
+import { loadOrders, giveMedication, renderWitness, openWitnessDialog, closeWitnessDialog, onWitnessSubmit } from './view-meds.js';
 import { renderPatientBanner, onIdentify } from './view-patient.js';
 import { loadRecent, buildVitalsFields, rawVitals, saveVitals } from './view-vitals.js';
 import { loadWards, loadWorklist } from './view-worklist.js';
@@ -132,6 +132,13 @@ function wire() {
   $('admin-form').addEventListener('submit', giveMedication);
   $('admin-cancel').addEventListener('click', () => {
     $('admin-form').hidden = true;
+    state.witness = null;
+  });
+  $('admin-witness-sign').addEventListener('click', openWitnessDialog);
+  $('witness-form').addEventListener('submit', onWitnessSubmit);
+  $('witness-cancel').addEventListener('click', closeWitnessDialog);
+  $('witness-dialog').addEventListener('close', () => {
+    $('witness-password').value = '';
   });
   window.addEventListener('online', () => {
     renderNet();
@@ -155,6 +162,7 @@ function relabel() {
     buildVitalsFields();
     if (values) for (const [k, v] of Object.entries(values)) $(`v-${k}`).value = v;
   }
+  if (state.order && !$('admin-verify').hidden) renderWitness();
   if (state.current) {
     renderPatientBanner();
     loadRecent();

@@ -1,11 +1,15 @@
 // Medication administration with the double check (MedicationRequest/{id}/$administer): the
-// nurse scans the wristband and the drug; a high-alert drug (ATC prefixes in rules.json) also
-// names the second nurse who checked (双人核对). The server checks all of it again.
+// nurse scans the wristband and the drug; for a high-alert drug (ATC prefixes in rules.json) the
+// second nurse signs the check on this tablet with her own user name and password (双人核对):
+// POST /auth/witness answers with a witness assertion (5 minutes, for this order only, one
+// administration), sent as `verifierAssertion`. The server checks all of it again.
 
-import { fhir } from '../common/smart.js';
-import { t } from '../common/i18n.js';
-import { humanName, codeText } from '../common/ui.js';
-import { resources, refId } from './patients.js';
+import { fhir, session, FhirError } from '../common/smart.js';
+import { t, lang } from '../common/i18n.js';
+import { codeText } from '../common/ui.js';
+import { resources } from './patients.js';
+
+const WITNESS_URL = '/auth/witness';
 
 export async function activeOrders(patientId) {
   return resources(
@@ -36,35 +40,52 @@ export function isHighAlert(mr, rules) {
   );
 }
 
-/** [{id, name}] of the other nurses of the signed-in nurse's organizations (possible checkers). */
-export async function colleagues(practitionerRef) {
-  if (!practitionerRef) return [];
-  const mine = resources(await fhir(`PractitionerRole?practitioner=${encodeURIComponent(practitionerRef)}&_count=20`));
-  const orgs = [...new Set(mine.map((r) => refId(r.organization, 'Organization')).filter(Boolean))];
-  const out = new Map();
-  for (const org of orgs) {
-    const got = resources(
-      await fhir(`PractitionerRole?organization=Organization/${org}&_include=PractitionerRole:practitioner&_count=200`),
-    );
-    const people = new Map(got.filter((r) => r.resourceType === 'Practitioner').map((p) => [p.id, p]));
-    for (const role of got.filter((r) => r.resourceType === 'PractitionerRole')) {
-      const nurse = (role.code || []).some((c) => (c.coding || []).some((x) => /nurse/.test(x.code || '')));
-      const pid = refId(role.practitioner, 'Practitioner');
-      if (!nurse || !pid || `Practitioner/${pid}` === practitionerRef || out.has(pid)) continue;
-      out.set(pid, { id: pid, name: humanName(people.get(pid)) || role.practitioner.display || pid });
-    }
+/** What the second nurse's signature is for: giving this order (checked by the server). */
+export function witnessPurpose(mr) {
+  return `administer:MedicationRequest/${mr.id}`;
+}
+
+/**
+ * The second nurse signs the double check of `mr` (POST /auth/witness, with this nurse's access
+ * token). Resolves to {token, name, purpose, expiresAt}; throws FhirError (status 0: no network)
+ * whose message is the server's, in the page's language. The password is only sent, never kept.
+ */
+export async function signWitness(mr, username, password) {
+  const s = session();
+  if (!s) throw new FhirError(401, t('nurse.error.auth'));
+  const purpose = witnessPurpose(mr);
+  let resp;
+  try {
+    resp = await fetch(WITNESS_URL, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json', Authorization: `Bearer ${s.accessToken}` },
+      body: JSON.stringify({ username, password, purpose, lang: lang() }),
+    });
+  } catch {
+    throw new FhirError(0, t('nurse.witness.offline'));
   }
-  return [...out.values()];
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const err = new FhirError(resp.status, body.error_description || `HTTP ${resp.status}`);
+    err.code = body.error;
+    throw err;
+  }
+  return {
+    token: body.witness_token,
+    name: body.display_name,
+    purpose,
+    expiresAt: Date.now() + (body.expires_in || 0) * 1000,
+  };
 }
 
 /** Parameters for MedicationRequest/{id}/$administer (http.py administer_op). */
-export function administerParameters({ clientId, patientIdentifier, drugCode, verifier, effective }) {
+export function administerParameters({ clientId, patientIdentifier, drugCode, witness, effective }) {
   const parameter = [
     { name: 'clientId', valueString: clientId },
     { name: 'patientIdentifier', valueString: patientIdentifier },
     { name: 'drugCode', valueString: drugCode },
   ];
-  if (verifier) parameter.push({ name: 'verifier', valueReference: { reference: `Practitioner/${verifier}` } });
+  if (witness) parameter.push({ name: 'verifierAssertion', valueString: witness });
   if (effective) parameter.push({ name: 'effective', valueDateTime: effective });
   return { resourceType: 'Parameters', parameter };
 }
@@ -78,6 +99,8 @@ export function explainRefusal(err) {
   if (err && err.status === 409) {
     if (text.includes('(wrong patient)')) return t('nurse.meds.wrongPatient');
     if (text.includes('(wrong drug)')) return t('nurse.meds.wrongDrug');
+    // an expired (5 minutes: a record queued offline too long), reused or invalid signature
+    if (text.includes("second nurse's signature")) return t('nurse.meds.witnessInvalid');
     if (text.includes('双人核对')) return t('nurse.meds.needVerifier');
   }
   return t('nurse.error', { text });

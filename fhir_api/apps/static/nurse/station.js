@@ -19,7 +19,7 @@ export const state = {
   beds: {},
   current: null, // {patient, encounter, bed}
   order: null, // the MedicationRequest being given
-  colleagues: null,
+  witness: null, // the second nurse's signature for `order`: {token, name, order, expiresAt}
   confirmed: false, // the nurse has seen the range warnings and saves anyway
 };
 
