@@ -2,7 +2,8 @@
 PostgreSQL, 2 server workers, with the raw-driver ceiling measured in the same run.
 
     .venv/bin/python -m bench.bench_rest [--patients 10000] [--seconds 10] [--concurrency 16]
-                                         [--auth-disabled]
+                                         [--auth-disabled] [--no-empi]
+                                         [--create-type Patient|Observation]
 
 How: loads N Patients into a scratch database ``ehr_bench_rest`` (through the store), starts
 ``ehr serve --workers 2`` (the secured app: every request carries a ``system/*.cruds`` backend
@@ -11,7 +12,9 @@ token obtained from the server's token endpoint, and is audited; ``--auth-disabl
 (C, 2 threads, keep-alive connections), after a short warm-up:
 GET /fhir/Patient/{random id} and POST /fhir/Patient (a small Chinese-named Patient, a different
 citizen each time: name, birth date, phone; the EMPI hook matches every Patient write, which
-``--no-empi`` turns off with ``EHR_EMPI=0`` to show the REST core alone). Any non-2xx
+``--no-empi`` turns off with ``EHR_EMPI=0`` to show the REST core alone), or with
+``--create-type Observation`` POST /fhir/Observation (a heart rate of a random loaded Patient:
+the create path of a clinical resource, which no EMPI hook touches). Any non-2xx
 answer fails the run. The load average (``/proc/loadavg``) is recorded before and after. The ceiling
 is psycopg 3 on its own: 2 processes x 8 threads, each thread with its own connection, doing
 the equivalent primary-key SELECT of the stored bytes, and the equivalent INSERT of a resource
@@ -65,6 +68,8 @@ request = function()
   local body = tpl:gsub("{F}", fam):gsub("{G}", given)
   body = body:gsub("{B}", string.format("%d-%02d-%02d", math.random(1930, 2020), math.random(12), math.random(28)))
   body = body:gsub("{P}", string.format("13%09d", math.random(0, 999999999)))
+  body = body:gsub("{N}", tostring(math.random(0, @PATIENTS@ - 1)))
+  body = body:gsub("{V}", tostring(math.random(40, 180)))
   return wrk.format(nil, nil, nil, body)
 end
 """
@@ -79,6 +84,41 @@ def create_template() -> dict[str, object]:
         "birthDate": "{B}",
         "telecom": [{"system": "phone", "value": "{P}", "use": "mobile"}],
     }
+
+
+#: ``--create-type Observation``: a heart rate of one of the loaded Patients (``{N}``) with a
+#: value (``{V}``) filled in per request by :data:`CREATE_LUA` (no EMPI hook runs on it)
+OBSERVATION = {
+    "resourceType": "Observation",
+    "status": "final",
+    "category": [
+        {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                    "code": "vital-signs",
+                }
+            ]
+        }
+    ],
+    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+    "subject": {"reference": "Patient/bench-pat-{N}"},
+    "effectiveDateTime": "2026-11-29T08:00:00+08:00",
+    "valueQuantity": {
+        "value": "{V}",
+        "unit": "beats/minute",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    },
+}
+
+
+def create_body_template(create_type: str) -> str:
+    """The JSON text :data:`CREATE_LUA` fills in for ``--create-type``."""
+    if create_type == "Observation":
+        # the value is a number: its placeholder loses its quotes
+        return json.dumps(OBSERVATION).replace('"{V}"', "{V}")
+    return json.dumps(create_template(), ensure_ascii=False)
 
 
 def load(url: str, n: int) -> None:
@@ -179,6 +219,13 @@ def main() -> None:
     ap.add_argument(
         "--no-empi", action="store_true", help="EHR_EMPI=0: no EMPI matching on Patient writes"
     )
+    ap.add_argument(
+        "--create-type",
+        choices=("Patient", "Observation"),
+        default="Patient",
+        help="what the create half POSTs: a new citizen (default; matched by the EMPI) or an "
+        "Observation of a loaded Patient (no EMPI hook)",
+    )
     args = ap.parse_args()
     load_before = os.getloadavg()
 
@@ -191,7 +238,8 @@ request = function()
   return wrk.format("GET", "/fhir/Patient/bench-pat-" .. math.random(0, {args.patients - 1}))
 end
 """
-    create_lua = CREATE_LUA.replace("@TEMPLATE@", json.dumps(create_template(), ensure_ascii=False))
+    create_lua = CREATE_LUA.replace("@TEMPLATE@", create_body_template(args.create_type))
+    create_lua = create_lua.replace("@PATIENTS@", str(args.patients))
     extra_env = {
         "EHR_AUTH_DISABLED": "1" if args.auth_disabled else "0",
         "EHR_EMPI": "0" if args.no_empi else "1",
@@ -206,7 +254,7 @@ end
         _cpu_per_request(api_read, meter, args.seconds)
         meter.start()
         api_create = wrk(
-            f"{base}/Patient", create_lua, connections=c, seconds=args.seconds, headers=h
+            f"{base}/{args.create_type}", create_lua, connections=c, seconds=args.seconds, headers=h
         )
         meter.stop()
         _cpu_per_request(api_create, meter, args.seconds)
@@ -223,6 +271,7 @@ end
         "server_workers": args.workers,
         "secured": not args.auth_disabled,
         "empi": not args.no_empi,
+        "create_type": args.create_type,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "api_read": api_read,
@@ -237,6 +286,7 @@ end
     mode = ("secured" if not args.auth_disabled else "EHR_AUTH_DISABLED=1") + (
         ", EHR_EMPI=0" if args.no_empi else ""
     )
+    mode += f", creates of {args.create_type}"
     print(
         f"| measure (c{args.concurrency}, {args.workers} workers, {args.patients} patients, {mode}) | API | raw psycopg | API/raw |"
     )
@@ -256,6 +306,7 @@ end
     name = (
         "bench_rest" + ("_open" if args.auth_disabled else "") + ("_noempi" if args.no_empi else "")
     )
+    name += "_observation" if args.create_type == "Observation" else ""
     name += ".json"
     (out / name).write_text(json.dumps(result, indent=2))
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from ehr.empi.tables import empi_blocking
 from ehr.errors import Conflict
 from ehr.search.tables import INDEX_TABLES
 from ehr.storage.repository import COPY_MIN_ROWS, Repository
@@ -83,3 +84,32 @@ def test_over_long_index_value_is_refused_not_cut(store: Store, backend: str, n:
         repo = Repository(conn)
         repo._write(INDEX_TABLES["uri"], rows)
     assert _counts(store)["idx_uri"] == 0
+
+
+def _blocking_rows(store: Store) -> list[tuple[str, str]]:
+    with store.read_conn() as c:
+        rows = c.execute(select(empi_blocking.c.key, empi_blocking.c.patient_id)).all()
+    return sorted((str(k), str(p)) for k, p in rows)
+
+
+@pytest.mark.parametrize("n", [1, COPY_MIN_ROWS + 1])
+def test_insert_rows_are_written_at_the_flush_and_seen_by_the_transaction(
+    store: Store, n: int
+) -> None:
+    rows = [{"key": f"k:{i}", "patient_id": "flush-0"} for i in range(n)]
+    with store.write() as ctx:
+        ctx.insert_with_id("Patient", "flush-0", _patient(0))
+        ctx.repo.insert_rows(empi_blocking, rows)
+        # a query through ctx.conn sees them (the buffer is flushed first)
+        seen = ctx.conn.execute(select(func.count()).select_from(empi_blocking)).scalar_one()
+        assert seen == n
+    assert _blocking_rows(store) == sorted((r["key"], r["patient_id"]) for r in rows)
+
+
+def test_insert_rows_roll_back_with_the_write(store: Store) -> None:
+    store.update("Patient", "flush-0", _patient(0))
+    before = _counts(store)
+    with pytest.raises(Conflict), store.write() as ctx:
+        ctx.repo.insert_rows(empi_blocking, [{"key": "k:1", "patient_id": "flush-1"}])
+        ctx.insert_with_id("Patient", "flush-0", _patient(0))  # a duplicate: nothing is written
+    assert _counts(store) == before and _blocking_rows(store) == []

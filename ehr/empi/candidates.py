@@ -27,7 +27,7 @@ from functools import cached_property
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, false, func, insert, select
+from sqlalchemy import bindparam, delete, false, func, select
 from sqlalchemy.engine import Connection
 
 from ehr.empi.blocking import IDENTIFIER_KINDS, blocking_keys, name_count_keys
@@ -36,6 +36,7 @@ from ehr.empi.links import golden_of_column, load_patients, no_match_ids
 from ehr.empi.scoring import Grade, MatchConfig, MatchScore, resolve, score
 from ehr.empi.tables import ALL_KEY, empi_blocking
 from ehr.storage.tables import resources
+from ehr.store import WriteContext
 
 __all__ = ["GRADE_RANK", "Candidate", "Matcher"]
 
@@ -122,13 +123,16 @@ class Matcher:
 
     # -- rows ----------------------------------------------------------------------------------
     def index(
-        self, conn: Connection, rid: str, f: PatientFeatures, *, replace: bool = True
+        self, ctx: WriteContext, rid: str, f: PatientFeatures, *, replace: bool = True
     ) -> None:
-        """Write (``replace``: replace) the blocking rows of source Patient ``rid``."""
+        """Write (``replace``: replace) the blocking rows of source Patient ``rid``: the old
+        ones are deleted at once, the new ones buffered in the transaction's repository and
+        inserted at its next flush (with the resource rows: no round trip of their own; any
+        query through ``ctx.conn`` flushes first, so the transaction always sees them)."""
         if replace:
-            self.unindex(conn, rid)
+            self.unindex(ctx.conn, rid)
         keys = sorted(blocking_keys(f) | name_count_keys(f) | {ALL_KEY})
-        conn.execute(insert(empi_blocking), [{"key": k, "patient_id": rid} for k in keys])
+        ctx.repo.insert_rows(empi_blocking, [{"key": k, "patient_id": rid} for k in keys])
 
     def unindex(self, conn: Connection, rid: str) -> None:
         conn.execute(delete(empi_blocking).where(empi_blocking.c.patient_id == rid))

@@ -17,11 +17,12 @@ sources to the same golden record serialize and neither link is lost.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from weakref import WeakKeyDictionary
+
+import orjson
 
 from ehr.empi.links import (
     NO_MATCH_EXT,
@@ -123,11 +124,13 @@ def golden_of(ctx: WriteContext, source_id: str) -> str | None:
 def _sources_data(
     ctx: WriteContext, ids: list[str], override: Mapping[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    stored = load_patients(ctx.conn, [i for i in ids if i not in override])
+    missing = [i for i in ids if i not in override]
+    # ``ctx.conn`` flushes the transaction's buffered rows: only when there is something to read
+    stored = load_patients(ctx.conn, missing) if missing else {}
     out: list[dict[str, Any]] = []
     for i in ids:
         if i in override:
-            fresh = copy.deepcopy(override[i])
+            fresh = orjson.loads(orjson.dumps(override[i]))  # a deep copy of the JSON
             fresh.setdefault("meta", {})["lastUpdated"] = "~"  # the write in progress: newest
             out.append(fresh)
         elif i in stored:

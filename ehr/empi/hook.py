@@ -116,7 +116,7 @@ class Empi:
             if new is None:
                 self._deleted(ctx, write.rid)
             elif is_internal(ctx):
-                self.matcher.index(ctx.conn, write.rid, self.matcher.extract(new))
+                self.matcher.index(ctx, write.rid, self.matcher.extract(new))
             else:
                 self.match_source(ctx, write.rid, new, old, created=write.kind == "create")
 
@@ -161,7 +161,7 @@ class Empi:
         ]
         # indexed after scoring: name frequencies count the population without this record,
         # exactly as ``$match`` of the same Patient would
-        self.matcher.index(ctx.conn, rid, f, replace=not created)
+        self.matcher.index(ctx, rid, f, replace=not created)
         certain = [c for c in cands if c.grade == "certain"]
         probable = [c for c in cands if c.grade == "probable"]
         review = [c for c in cands if c.grade == "possible"]
