@@ -19,6 +19,7 @@ __all__ = [
     "BOOKING_POLICY_EXT",
     "CHECKIN_CHANNEL_EXT",
     "CLIENT_WRITE_SYSTEM",
+    "WITNESS_SYSTEM",
     "HOLD_EXT",
     "OCCUPYING_STATUSES",
     "QUEUE_NUMBER_EXT",
@@ -57,6 +58,9 @@ VISIT_TYPE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/visit-type"
 V2_0276 = "http://terminology.hl7.org/CodeSystem/v2-0276"
 #: default identifier system of client-generated write identifiers (nurse station, workstation)
 CLIENT_WRITE_SYSTEM = f"{CANONICAL_BASE}/sid/client-write"
+#: the id (jti) of the second nurse's signature, kept on the MedicationAdministration it signed
+#: (a signature is used once)
+WITNESS_SYSTEM = f"{CANONICAL_BASE}/sid/witness-assertion"
 
 SESSION_NAMES = {"am": "上午", "pm": "下午", "eve": "夜间"}
 

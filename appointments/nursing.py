@@ -34,13 +34,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ehr.accounts.tokens import WitnessAssertion
-from ehr.codesystems import CANONICAL_BASE
 from ehr.errors import BadRequest, Conflict, Forbidden, Issue, NotFound, Unprocessable
 from ehr.store import WriteContext, WriteResult
 
 from .actors import Actor, acting_as
 from .checkin import identifier_condition
-from .codes import CLIENT_WRITE_SYSTEM
+from .codes import CLIENT_WRITE_SYSTEM, WITNESS_SYSTEM
 from .fhirdata import Reader, fmt_instant, parse_instant, ref, ref_id
 from .service import Appointments
 from .vitals import vital_observation
@@ -66,8 +65,6 @@ PERFORM_FUNCTION = "http://terminology.hl7.org/CodeSystem/med-admin-perform-func
 ATC = "http://www.whocc.no/atc"
 #: ATC prefixes of high-alert medications that need a second nurse's check
 HIGH_ALERT_ATC = ("A10A", "B01A", "B05XA", "N02A", "L01", "H01BA", "C01CA")
-#: identifier system of the witness assertion (its ``jti``) a double check was signed with
-WITNESS_SYSTEM = f"{CANONICAL_BASE}/sid/witness-assertion"
 
 
 def _staff(actor: Actor) -> None:

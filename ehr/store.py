@@ -494,6 +494,9 @@ class Store:
         from ehr.storage.migrate import upgrade
 
         upgrade(self.engine)
+        # the migrations set database-level options (plan_cache_mode, 0005) that only sessions
+        # opened afterwards get: drop the pooled ones
+        self.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -200,7 +200,8 @@ def test_demo_accounts_are_made_once_and_linked(e2e: E2E) -> None:
     accounts = account_store(e2e.store.engine, AuthSettings(), FAST_PASSWORDS)
     before = {u.username: u.id for u in accounts.users.list()}
     again = ensure_demo_accounts(e2e.store, accounts)
-    assert {a.username for a in again} == {"demo.citizen", "demo.doctor", "demo.nurse"}
+    assert {a.username for a in again} == {"demo.citizen", "demo.doctor", "demo.nurse",
+                                           "demo.nurse2"}  # fmt: skip
     assert {u.username: u.id for u in accounts.users.list()} == before  # nothing new
     service = e2e.service_token()
     doctor, nurse = e2e.account("demo.doctor"), e2e.account("demo.nurse")

@@ -370,3 +370,30 @@ def test_the_writer_thread_is_named_in_the_kernel(store: Store) -> None:
     finally:
         trail.close()
     assert len(events(store)) == 1
+
+
+def test_two_workers_starting_together_make_one_state_row(store: Store) -> None:
+    """Each worker makes the trail's state rows on its first write; two at once must not fail
+    (the second worker's insert waits for the first one's, then skips it)."""
+    from ehr.security.audit import _ensure_state
+    from ehr.security.tables import audit_state
+
+    errors: list[BaseException] = []
+    with store.write() as first:
+        _ensure_state(first.conn, "race-test")  # not committed yet
+
+        def second() -> None:
+            try:
+                with store.write() as ctx:
+                    _ensure_state(ctx.conn, "race-test")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=second)
+        t.start()
+        t.join(0.5)  # PostgreSQL: blocked on the first one's row; SQLite: on the single writer
+    t.join(30)
+    assert not t.is_alive() and errors == []
+    with store.read_conn() as conn:
+        rows = conn.execute(select(audit_state).where(audit_state.c.name == "race-test")).all()
+    assert len(rows) == 1

@@ -65,6 +65,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -513,7 +515,7 @@ def _chain_append(
         .with_for_update()
     )
     head = conn.execute(head_q).first()
-    if head is None:  # the first append ever (a race ends in an IntegrityError: retry)
+    if head is None:  # the first append ever (two at once: the second waits, then reads it)
         _ensure_state(conn, "head")
         head = conn.execute(head_q).one()
     seq, prev = int(head.seq), str(head.hash)
@@ -580,8 +582,15 @@ def record_in_transaction(
 
 
 def _ensure_state(conn: Connection, name: str) -> None:
+    """The state row ``name`` exists afterwards. Two workers starting together may both find it
+    missing: the insert skips a row another one made first (no unique violation)."""
     if conn.execute(select(audit_state.c.seq).where(audit_state.c.name == name)).first() is None:
-        conn.execute(insert(audit_state).values(name=name, seq=0, hash=GENESIS))
+        dialect = pg_insert if is_postgres(conn) else sqlite_insert
+        conn.execute(
+            dialect(audit_state)
+            .values(name=name, seq=0, hash=GENESIS)
+            .on_conflict_do_nothing(index_elements=[audit_state.c.name])
+        )
 
 
 #: the writer thread's name, also given to its OS thread (``/proc/PID/task/TID/comm``), so

@@ -77,15 +77,23 @@ def _security_section(app: FastAPI) -> Any:
     return section
 
 
+#: an authorization-server event's outcome -> the status its audit record carries
+_OUTCOME_STATUS = {"ok": 200, "invalid": 401, "refused": 403, "locked": 429}
+
+
 def _auth_listener(trail: AuditTrail) -> Any:
     """Authorization-server events -> audit records (logins, token grants, refusals)."""
 
     def on_event(event: str, data: dict[str, Any]) -> None:
-        ok = data.get("outcome") == "ok" if event in ("login", "logout") else event == "token"
+        outcome = data.get("outcome")
+        if outcome is not None:  # logins (the second nurse's signature too), logouts
+            status = _OUTCOME_STATUS.get(outcome, 401)
+        else:
+            status = 200 if event == "token" else 401
         rec = AuditRecord(
             interaction=event,
             kind=event,
-            status=200 if ok else 401,
+            status=status,
             subject=data.get("user_id") or data.get("client_id"),
             client_id=data.get("client_id"),
             token_id=data.get("jti"),
