@@ -68,7 +68,7 @@ from .operations import empi as op_empi
 from .operations import everything as op_everything
 from .operations import reindex as op_reindex
 from .operations import validate as op_validate
-from .route_filter import prefilter
+from .route_filter import index_routes, prefilter
 
 __all__ = ["DEFAULT_PREFIX", "INTERACTIONS", "create_app", "include_before_interactions"]
 
@@ -145,6 +145,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prefilter(app.router.routes)  # also the routes installed or replaced after create_app
+        index_routes(app.router)
         worker = BulkWorker(built, settings.data_dir)  # Bulk Data jobs survive restarts
         app.state.bulk_worker = worker
         worker.start()
@@ -188,6 +189,7 @@ def create_app(
     )
     install_error_handlers(app)
     prefilter(app.router.routes)  # cheap path pre-check before each route's matches
+    index_routes(app.router)  # and only the routes that can match a path are asked
     app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
