@@ -135,16 +135,18 @@ class RouteIndex:
     """The router's own middleware (``router.middleware_stack``): route an HTTP request through
     the candidate routes of its path only (see the module docstring). Every change to the
     router's list of routes (added, removed, replaced) is seen on the next request: the index is
-    rebuilt when the list differs from the one it was built from (a comparison by identity)."""
+    rebuilt when the list differs from the one it was built from, route by route by identity."""
 
     def __init__(self, router: Router, app: ASGIApp) -> None:
         self.router = router
         self.app = app  # the router's own dispatch (``router.app``)
-        self._indexed: list[BaseRoute] | None = None
+        self._indexed: list[BaseRoute] = []
+        self._ids: list[int] = []  # of the routes indexed (held, so never reused meanwhile)
 
     def _rebuild(self, routes: list[BaseRoute]) -> None:
         prefilter(routes)
         self._indexed = list(routes)
+        self._ids = list(map(id, routes))
         #: per route: its pre-check shape, or None for a route asked whatever the path
         self._shapes: list[tuple[str, int] | None] = [getattr(r, _SHAPE, None) for r in routes]
         prefixes = {shape[0] for shape in self._shapes if shape is not None}
@@ -171,7 +173,7 @@ class RouteIndex:
     def _candidates_of(self, key: tuple[str | None, int]) -> list[BaseRoute]:
         longest, slashes = key
         found = []
-        for route, shape in zip(self._indexed or (), self._shapes, strict=True):
+        for route, shape in zip(self._indexed, self._shapes, strict=True):
             if shape is not None:
                 prefix, want = shape
                 if longest is None or not longest.startswith(prefix):
@@ -193,7 +195,9 @@ class RouteIndex:
         """The router (a view of it) that routes this HTTP request as the whole router would;
         None when no route can match it."""
         routes = self.router.routes
-        if self._indexed != routes:  # C-level identity comparison when nothing changed
+        # by identity: a route replaced by an "equal" one (same path, endpoint and methods,
+        # other dependencies, e.g. a gated copy) must be seen too
+        if list(map(id, routes)) != self._ids:
             self._rebuild(routes)
         key = self._key(get_route_path(scope))
         candidates = self._candidates.get(key)

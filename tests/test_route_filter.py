@@ -7,12 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fastapi import Depends
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Route
 from test_api_support import settings
 
+from ehr.errors import Forbidden
 from ehr.store import Store
 from fhir_api.app import create_app
 from fhir_api.route_filter import RouteIndex, prefilter
@@ -163,5 +166,18 @@ def test_route_index_sees_routes_changed_after_startup(tmp_path: Path) -> None:
             assert client.get("/$pong").status_code == 405
             del app.router.routes[first]
             assert client.get("/$pong").status_code == 404
+
+            async def refuse() -> None:
+                raise Forbidden("gated")
+
+            open_route = APIRoute("/fhir/$pong", pong, methods=["GET"], name="pong")
+            app.router.routes.insert(first, open_route)
+            assert client.get("/$pong").status_code == 200
+            gated = APIRoute(
+                "/fhir/$pong", pong, methods=["GET"], name="pong", dependencies=[Depends(refuse)]
+            )
+            assert gated == open_route  # Starlette's equality: path, endpoint, methods
+            app.router.routes[first] = gated  # e.g. fhir_api.security.domain.gate_domain_routes
+            assert client.get("/$pong").status_code == 403
     finally:
         store.dispose()
