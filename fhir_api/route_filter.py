@@ -161,8 +161,8 @@ class RouteIndex:
         self._views: dict[tuple[str | None, int, int], Router] = {}
 
     def _key(self, path: str) -> tuple[str | None, int]:
-        """(the longest route prefix ``path`` starts with, its number of "/" capped): every
-        pre-check answers the same for two paths with the same key."""
+        """(the longest route prefix ``path`` starts with, its number of "/" capped): the prefix
+        and "/" parts of every pre-check answer the same for two paths with the same key."""
         longest = None
         for n, prefixes in self._by_length:
             if path[:n] in prefixes:
