@@ -2,7 +2,7 @@
 PostgreSQL, 2 server workers, with the raw-driver ceiling measured in the same run.
 
     .venv/bin/python -m bench.bench_rest [--patients 10000] [--seconds 10] [--concurrency 16]
-                                         [--auth-disabled] [--no-empi]
+                                         [--auth-disabled] [--no-empi] [--only read|create]
                                          [--create-type Patient|Observation]
 
 How: loads N Patients into a scratch database ``ehr_bench_rest`` (through the store), starts
@@ -226,7 +226,13 @@ def main() -> None:
         help="what the create half POSTs: a new citizen (default; matched by the EMPI) or an "
         "Observation of a loaded Patient (no EMPI hook)",
     )
+    ap.add_argument(
+        "--only",
+        choices=("read", "create"),
+        help="run only the reads or only the creates (API and raw driver)",
+    )
     args = ap.parse_args()
+    kinds = ("read", "create") if args.only is None else (args.only,)
     load_before = os.getloadavg()
 
     url = fresh_pg_database("ehr_bench_rest")
@@ -244,27 +250,27 @@ end
         "EHR_AUTH_DISABLED": "1" if args.auth_disabled else "0",
         "EHR_EMPI": "0" if args.no_empi else "1",
     }
+    lua = {"read": read_lua, "create": create_lua}
+    api: dict[str, dict[str, float]] = {}
     with server(url, workers=args.workers, extra_env=extra_env) as base:
         c, h = args.concurrency, base.headers
         wrk(f"{base}/Patient", read_lua, connections=c, seconds=2, headers=h)  # warm-up
         meter = CpuMeter(base.pid, url)
-        meter.start()
-        api_read = wrk(f"{base}/Patient", read_lua, connections=c, seconds=args.seconds, headers=h)
-        meter.stop()
-        _cpu_per_request(api_read, meter, args.seconds)
-        meter.start()
-        api_create = wrk(
-            f"{base}/{args.create_type}", create_lua, connections=c, seconds=args.seconds, headers=h
-        )
-        meter.stop()
-        _cpu_per_request(api_create, meter, args.seconds)
-    for name, r in (("read", api_read), ("create", api_create)):
+        paths = {"read": "Patient", "create": args.create_type}
+        for kind in kinds:
+            meter.start()
+            r = wrk(
+                f"{base}/{paths[kind]}", lua[kind], connections=c, seconds=args.seconds, headers=h
+            )
+            meter.stop()
+            _cpu_per_request(r, meter, args.seconds)
+            api[kind] = r
+    for name, r in api.items():
         if r["non_2xx"] or r["socket_errors"]:
             raise SystemExit(f"API {name}: {r['non_2xx']:.0f} non-2xx answers / socket errors: {r}")
-    raw_read = raw(dsn, args.patients, "read", args.seconds, args.concurrency)
-    raw_create = raw(dsn, args.patients, "create", args.seconds, args.concurrency)
+    raws = {kind: raw(dsn, args.patients, kind, args.seconds, args.concurrency) for kind in kinds}
 
-    result = {
+    result: dict[str, object] = {
         "machine": machine(),
         "patients": args.patients,
         "concurrency": args.concurrency,
@@ -274,13 +280,11 @@ end
         "create_type": args.create_type,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
-        "api_read": api_read,
-        "api_create": api_create,
-        "raw_read": raw_read,
-        "raw_create": raw_create,
-        "read_ratio": api_read["rps"] / raw_read["rps"],
-        "create_ratio": api_create["rps"] / raw_create["rps"],
     }
+    for kind in kinds:
+        result[f"api_{kind}"] = api[kind]
+        result[f"raw_{kind}"] = raws[kind]
+        result[f"{kind}_ratio"] = api[kind]["rps"] / raws[kind]["rps"]
     print(json.dumps(result, indent=2))
     print()
     mode = ("secured" if not args.auth_disabled else "EHR_AUTH_DISABLED=1") + (
@@ -291,15 +295,18 @@ end
         f"| measure (c{args.concurrency}, {args.workers} workers, {args.patients} patients, {mode}) | API | raw psycopg | API/raw |"
     )
     print("|---|---|---|---|")
-    for k, a, r in (("reads by id", api_read, raw_read), ("creates", api_create, raw_create)):
+    labels = {"read": "reads by id", "create": "creates"}
+    for kind in kinds:
+        k, a, r = labels[kind], api[kind], raws[kind]
         print(f"| {k} /s | {a['rps']:.0f} | {r['rps']:.0f} | {a['rps'] / r['rps']:.2f} |")
         print(
             f"| {k} p50 / p99 ms | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} | |"
         )
     print()
-    for k, a in (("read", api_read), ("create", api_create)):
+    for kind in kinds:
+        a = api[kind]
         print(
-            f"CPU per {k}: server {a['server_cpu_us']:.0f} µs + PostgreSQL {a['db_cpu_us']:.0f} µs"
+            f"CPU per {kind}: server {a['server_cpu_us']:.0f} µs + PostgreSQL {a['db_cpu_us']:.0f} µs"
         )
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
@@ -307,6 +314,7 @@ end
         "bench_rest" + ("_open" if args.auth_disabled else "") + ("_noempi" if args.no_empi else "")
     )
     name += "_observation" if args.create_type == "Observation" else ""
+    name += f"_{args.only}" if args.only else ""
     name += ".json"
     (out / name).write_text(json.dumps(result, indent=2))
 

@@ -51,6 +51,7 @@ from ehr.model import dumps, loads, stamp
 from ehr.search.dates import now_us, us_to_instant
 from ehr.settings import Settings, get_settings
 from ehr.storage.db import WRITE, is_postgres, make_engine
+from ehr.storage.read_pool import ReadPool
 from ehr.storage.repository import CurrentRow, Repository
 from ehr.validation import check_id
 
@@ -445,6 +446,8 @@ class Store:
     engine: Engine = field(init=False)
     _read_engine: Engine = field(init=False, repr=False)
     _read_sql: str = field(init=False, repr=False)
+    #: PostgreSQL: plain psycopg connections for the read by id (:meth:`read`)
+    _read_pool: ReadPool | None = field(init=False, default=None, repr=False)
     #: the :class:`ehr.search.custom.CustomSearchParameters` hook (None when turned off)
     custom: Any = field(init=False, default=None)
     _search_engine: Any = field(init=False, default=None)
@@ -480,6 +483,11 @@ class Store:
                 statement_timeout_ms=self.statement_timeout_ms,
                 autocommit=True,
             )
+            self._read_pool = ReadPool(
+                self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+                size=self.pool_size,
+                statement_timeout_ms=self.statement_timeout_ms,
+            )
         self._read_sql = (
             "SELECT version, last_updated, deleted, data FROM resources WHERE rtype = {p} AND rid = {p}"
         ).format(p="%s" if is_postgres(self.engine) else "?")
@@ -502,6 +510,8 @@ class Store:
         self.engine.dispose()
         if self._read_engine is not self.engine:
             self._read_engine.dispose()
+        if self._read_pool is not None:
+            self._read_pool.close()
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
@@ -614,7 +624,10 @@ class Store:
         """http://hl7.org/fhir/R4/http.html#read: 404 if unknown, 410 if deleted."""
         check_type(rtype)
         check_id(rid)
-        # The hot path: one primary-key SELECT on a pooled DBAPI connection, bytes as stored.
+        # The hot path: one primary-key SELECT, bytes as stored. PostgreSQL: a plain psycopg
+        # connection (ehr.storage.read_pool); SQLite: a pooled DBAPI connection.
+        if self._read_pool is not None:
+            return self._found(rtype, rid, self._read_pool.fetchone(self._read_sql, (rtype, rid)))
         raw = self._read_engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -628,6 +641,11 @@ class Store:
             raise
         finally:
             raw.close()
+        return self._found(rtype, rid, row)
+
+    @staticmethod
+    def _found(rtype: str, rid: str, row: Sequence[Any] | None) -> StoredResource:
+        """The current version of a read's row: 404 without one, 410 for a deletion."""
         if row is None:
             raise NotFound(f"{rtype}/{rid} not found")
         version, last_updated, deleted, data = row

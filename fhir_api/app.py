@@ -22,7 +22,8 @@ Routes are matched in that order, so the literal segments (``metadata``, ``_hist
 ``_search``) win over ``{type}``/``{id}``. Routers added later (``$operations``, batch) must be
 included with :func:`include_before_interactions` so they are matched before the generic ones.
 
-Middleware, outermost first: catch-all 500, body size limit (413), time limit (408/503).
+Middleware: the edge (:mod:`fhir_api.edge`: catch-all 500, ``Cache-Control: no-store``, body size
+limit 413, time limit 408/503); the security layer puts the audit outside it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from .apps import install_apps
 from .auth import install as install_auth
 from .cards import install as install_cards
 from .deps import Authorizer, allow_all
-from .errors import CatchAllMiddleware, install_error_handlers
+from .edge import EdgeMiddleware
+from .errors import install_error_handlers
 from .interactions import (
     batch,
     capabilities,
@@ -62,13 +64,12 @@ from .interactions import (
     update,
     vread,
 )
-from .limits import BodyLimitMiddleware, TimeLimitMiddleware
 from .operations import bulk as op_bulk
 from .operations import empi as op_empi
 from .operations import everything as op_everything
 from .operations import reindex as op_reindex
 from .operations import validate as op_validate
-from .route_filter import prefilter
+from .route_filter import index_routes, prefilter
 
 __all__ = ["DEFAULT_PREFIX", "INTERACTIONS", "create_app", "include_before_interactions"]
 
@@ -145,6 +146,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prefilter(app.router.routes)  # also the routes installed or replaced after create_app
+        index_routes(app.router)
         worker = BulkWorker(built, settings.data_dir)  # Bulk Data jobs survive restarts
         app.state.bulk_worker = worker
         worker.start()
@@ -188,7 +190,10 @@ def create_app(
     )
     install_error_handlers(app)
     prefilter(app.router.routes)  # cheap path pre-check before each route's matches
-    app.add_middleware(TimeLimitMiddleware, timeout_s=settings.request_timeout_s)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(CatchAllMiddleware)
+    index_routes(app.router)  # and only the routes that can match a path are asked
+    app.add_middleware(  # catch-all 500, Cache-Control: no-store, body (413) and time limits
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_s=settings.request_timeout_s,
+    )
     return app

@@ -81,10 +81,13 @@ def _media_for(accept: str | None, fmt: str | None) -> str:
 
 def negotiate(request: Request) -> str:
     """The media type of the response; 406 when the client accepts no JSON."""
-    return _media_for(request.headers.get("accept"), request.query_params.get("_format"))
+    fmt = request.query_params.get("_format") if request.scope.get("query_string") else None
+    return _media_for(request.headers.get("accept"), fmt)
 
 
 def is_pretty(request: Request) -> bool:
+    if not request.scope.get("query_string"):  # the common case: no query to parse
+        return False
     return request.query_params.get("_pretty", "").lower() == "true"
 
 

@@ -11,13 +11,12 @@ any other ``HTTPException``                its status
 any other ``Exception``                    500 exception, logged, no traceback in the body
 =========================================  ================================================
 
-The 500 rendering is an ASGI middleware (:class:`CatchAllMiddleware`) rather than an
-``Exception`` handler so the error is logged once, here, and not re-raised into the server.
+The 500 rendering is done by the edge middleware (:class:`fhir_api.edge.EdgeMiddleware`) rather
+than an ``Exception`` handler, so the error is logged once, there, and not re-raised into the
+server.
 """
 
 from __future__ import annotations
-
-import logging
 
 import orjson
 from fastapi import FastAPI
@@ -26,13 +25,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ehr.errors import FhirError, Issue, operation_outcome
 
-__all__ = ["CatchAllMiddleware", "install_error_handlers", "outcome_bytes", "outcome_response"]
-
-log = logging.getLogger("fhir_api")
+__all__ = ["install_error_handlers", "outcome_bytes", "outcome_response"]
 
 _CONTENT_TYPE = "application/fhir+json; charset=utf-8"
 
@@ -96,45 +92,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-
-
-#: the default for every response that sets no cache policy of its own: health records must
-#: not stay in a browser's or a proxy's cache (shared workstations, a record seen under
-#: break-the-glass); the static app pages set their own revalidation policy
-NO_STORE = (b"cache-control", b"no-store")
-
-
-class CatchAllMiddleware:
-    """The outermost layer: turn an unexpected exception into a 500 OperationOutcome (logged with
-    its traceback), and mark responses without a cache policy ``Cache-Control: no-store``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                headers = message.get("headers") or []
-                if not any(k.lower() == b"cache-control" for k, _ in headers):
-                    message["headers"] = [*headers, NO_STORE]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except FhirError as err:  # raised outside the routes (e.g. by a middleware)
-            if started:
-                raise
-            await outcome_response(err)(scope, receive, send)
-        except Exception:
-            log.exception("Unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if started:
-                raise
-            internal = FhirError(500, "exception", "Internal server error; the incident was logged")
-            await outcome_response(internal)(scope, receive, send)

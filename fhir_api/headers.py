@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 
 from starlette.requests import Request
 
@@ -28,7 +29,12 @@ __all__ = [
 
 def http_date(us: int) -> str:
     """µs since the epoch -> ``Sat, 28 Nov 2026 21:03:04 GMT``."""
-    return format_datetime(datetime.fromtimestamp(us // US_PER_S, UTC), usegmt=True)
+    return _http_date(us // US_PER_S)
+
+
+@lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return format_datetime(datetime.fromtimestamp(seconds, UTC), usegmt=True)
 
 
 def version_headers(version: int, last_updated: int) -> dict[str, str]:

@@ -64,6 +64,18 @@ def test_streamed_body_over_the_limit_is_413(store: Store) -> None:
     assert rows(store) == before
 
 
+def test_declared_body_over_the_limit_is_413_before_any_work(store: Store) -> None:
+    client = api(store, max_body_bytes=1000)
+    before = rows(store)
+    body = orjson.dumps(patient(family="x" * 2000))
+    r = client.post("/Patient", content=body, headers={"Content-Type": FHIR_JSON})
+    _outcome(r, 413, "too-costly")
+    assert r.headers["cache-control"] == "no-store"
+    assert rows(store) == before
+    small = client.post("/Patient", json=patient(), headers={"Content-Type": FHIR_JSON})
+    assert small.status_code == 201
+
+
 def _slow_router() -> APIRouter:
     router = APIRouter()
 
@@ -101,6 +113,7 @@ def test_time_limit_503(store: Store) -> None:
     assert time.monotonic() - t0 < 1.5
     _outcome(r, 503, "timeout")
     assert r.headers["retry-after"] == "1"
+    assert r.headers["cache-control"] == "no-store"
 
 
 def test_slow_body_is_408_on_a_real_socket(store: Store) -> None:

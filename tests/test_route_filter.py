@@ -1,17 +1,24 @@
 """The route pre-check (:mod:`fhir_api.route_filter`) changes no routing decision: for every route
-of the secured app and many paths, the pre-checked ``matches`` answers as the route's own."""
+of the secured app and many paths, the pre-checked ``matches`` answers as the route's own, and
+the route index picks the route the whole router would."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from starlette.routing import Match
+from fastapi import Depends
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Match, Route
 from test_api_support import settings
 
+from ehr.errors import Forbidden
 from ehr.store import Store
 from fhir_api.app import create_app
-from fhir_api.route_filter import prefilter
+from fhir_api.route_filter import RouteIndex, prefilter
 from fhir_api.security import install
 
 PATHS = [
@@ -44,6 +51,19 @@ PATHS = [
     "/.well-known/openid-configuration",
     "/.well-known/health-card-jwks.json",
     "/app/",
+    "/fhir/Patient/123/$validate",
+    "/fhir/Patient/$validate",
+    "/fhir/Patient/123/$validatex",
+    "/fhir/Patient/x$validate",
+    "/fhir/$reindex-status/j1",
+    "/fhir/Patient/$reindex-status/j1",
+    "/fhir/Patient/123/_history/2/",
+    "/fhir/Patient/123/",
+    "/fhir/metadata/",
+    "/fhir/docs",
+    "/fhir/openapi.json",
+    "/fhir//Patient",
+    "/fhir/Patient//123",
     "/elsewhere",
     "",
 ]
@@ -96,5 +116,68 @@ def test_prefilter_changes_no_routing_decision(tmp_path: Path) -> None:
                         path,
                         getattr(r, "path", r),
                     )
+    finally:
+        store.dispose()
+
+
+def test_route_index_picks_the_routers_route(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    store.migrate()
+    try:
+        app = create_app(store, settings())
+        install(app)
+        index = app.router.middleware_stack
+        assert isinstance(index, RouteIndex)
+        routes = app.router.routes
+        for path in PATHS:
+            for method in METHODS:
+                scope = _scope(method, path)
+                i, match = _first(routes, scope, own=True)
+                view = index.select(dict(scope))
+                if i < 0:
+                    assert view is None, (method, path)
+                    continue
+                assert view is not None, (method, path)
+                j, via_index = _first(view.routes, scope, own=False)
+                assert (view.routes[j], via_index) == (routes[i], match), (method, path)
+    finally:
+        store.dispose()
+
+
+def test_route_index_sees_routes_changed_after_startup(tmp_path: Path) -> None:
+    """A route added (or replaced) after the app served requests is routed to at once."""
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    store.migrate()
+    try:
+        app = create_app(store, settings())
+
+        async def pong(request: Request) -> Response:
+            return PlainTextResponse(request.url_for("pong").path)
+
+        with TestClient(app, base_url="http://localhost/fhir") as client:
+            assert client.get("/metadata").status_code == 200
+            assert client.get("/$pong").status_code == 404
+            first = app.state.first_fhir_route
+            app.router.routes.insert(first, Route("/fhir/$pong", pong, name="pong"))
+            r = client.get("/$pong")
+            assert (r.status_code, r.text) == (200, "/fhir/$pong")
+            assert client.post("/$pong").status_code == 405
+            app.router.routes[first] = Route("/fhir/$pong", pong, methods=["POST"])
+            assert client.get("/$pong").status_code == 405
+            del app.router.routes[first]
+            assert client.get("/$pong").status_code == 404
+
+            async def refuse() -> None:
+                raise Forbidden("gated")
+
+            open_route = APIRoute("/fhir/$pong", pong, methods=["GET"], name="pong")
+            app.router.routes.insert(first, open_route)
+            assert client.get("/$pong").status_code == 200
+            gated = APIRoute(
+                "/fhir/$pong", pong, methods=["GET"], name="pong", dependencies=[Depends(refuse)]
+            )
+            assert gated == open_route  # Starlette's equality: path, endpoint, methods
+            app.router.routes[first] = gated  # e.g. fhir_api.security.domain.gate_domain_routes
+            assert client.get("/$pong").status_code == 403
     finally:
         store.dispose()
