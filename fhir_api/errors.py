@@ -8,6 +8,9 @@ raised                                     response
 ``HTTPException`` (Starlette): no route    404 not-found
 ``HTTPException``: method not allowed      405 not-supported, ``Allow`` lists the methods
 any other ``HTTPException``                its status
+the database unreachable or overloaded     503 transient, ``Retry-After``, logged (SQLAlchemy's
+(``OperationalError``: refused, too many   or psycopg's ``OperationalError``; the transaction
+clients, a statement timeout, a deadlock)  was rolled back: nothing was written)
 any other ``Exception``                    500 exception, logged, no traceback in the body
 =========================================  ================================================
 
@@ -18,7 +21,11 @@ server.
 
 from __future__ import annotations
 
+import logging
+
 import orjson
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -29,6 +36,8 @@ from starlette.routing import Match
 from ehr.errors import FhirError, Issue, operation_outcome
 
 __all__ = ["install_error_handlers", "outcome_bytes", "outcome_response"]
+
+log = logging.getLogger("fhir_api.errors")
 
 _CONTENT_TYPE = "application/fhir+json; charset=utf-8"
 
@@ -88,7 +97,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return outcome_response(FhirError(status, code, text, headers=headers))
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    text = "The database is unavailable or overloaded; nothing was written. Retry shortly."
+    return outcome_response(FhirError(503, "transient", text, headers={"Retry-After": "1"}))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _fhir_error)
+    app.add_exception_handler(sqlalchemy.exc.OperationalError, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -161,3 +161,57 @@ def test_authorizer_runs_before_any_work(store: Store) -> None:
         ("delete", "Patient", "p1"),
         ("read", "Patient", "p1"),
     ]
+
+
+def test_database_unavailable_is_a_503_and_recovers(db_url: str) -> None:
+    """PostgreSQL refusing connections (here: the database closed to new ones and every
+    session ended, as when it restarts or runs out of connection slots) is a 503 with
+    Retry-After and an OperationOutcome, for reads and writes; once it is back, so is the API."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL: closing a database to connections")
+    import uuid
+
+    from conftest import PG_ADMIN_URL
+    from sqlalchemy import create_engine, text
+
+    name = f"ehr_test_down_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    store = Store(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", pool_size=2)
+
+    def allow(flag: bool) -> None:
+        with admin.connect() as c:
+            c.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(flag).lower()}'))
+            if not flag:
+                c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = :n"), {"n": name})  # fmt: skip
+
+    try:
+        store.migrate()
+        client = api(store)
+        made = client.post(
+            "/Patient", content=orjson.dumps(patient()), headers={"Content-Type": FHIR_JSON}
+        )
+        assert made.status_code == 201
+        pid = made.json()["id"]
+        allow(False)
+        for r in (
+            client.get(f"/Patient/{pid}"),
+            client.get("/Patient", params={"family": "张"}),
+            client.post(
+                "/Patient", content=orjson.dumps(patient()), headers={"Content-Type": FHIR_JSON}
+            ),
+        ):
+            body = _outcome(r, 503, "transient")
+            assert r.headers["retry-after"] == "1" and "Traceback" not in r.text
+            assert "unavailable" in body["issue"][0]["diagnostics"]
+        allow(True)
+        assert client.get(f"/Patient/{pid}").status_code == 200
+        assert client.get("/Patient", params={"_summary": "count"}).json()["total"] == 1
+    finally:
+        allow(True)
+        store.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
