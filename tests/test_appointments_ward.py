@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from test_appointments_support import NOW, ORG, World, at, build_world, plus
@@ -212,80 +213,27 @@ def witness(request: str, practitioner: str = "nurse-2", jti: str = "jti-1") -> 
 def test_high_alert_drug_needs_a_second_nurse(world: World) -> None:
     eid = admit(world)
     [mr] = place_orders(world.svc, world.doctor, eid, [INSULIN], client_id="o-3")
+    give = partial(administer_medication, world.svc, world.nurse, request=mr["id"],
+                   scanned_patient=MRN, scanned_drug="A10AB01")  # fmt: skip
     with pytest.raises(Conflict, match="双人核对"):
-        administer_medication(
-            world.svc,
-            world.nurse,
-            request=mr["id"],
-            scanned_patient=MRN,
-            scanned_drug="A10AB01",
-            client_id="a-2",
-        )
+        give(client_id="a-2")
     # a second nurse named without her signature is not a double check
     with pytest.raises(Conflict, match="双人核对"):
-        administer_medication(
-            world.svc,
-            world.nurse,
-            request=mr["id"],
-            scanned_patient=MRN,
-            scanned_drug="A10AB01",
-            client_id="a-2",
-            verifier="nurse-2",
-        )
+        give(client_id="a-2", verifier="nurse-2")
     with pytest.raises(Conflict, match="second nurse"):
-        administer_medication(
-            world.svc,
-            world.nurse,
-            request=mr["id"],
-            scanned_patient=MRN,
-            scanned_drug="A10AB01",
-            client_id="a-2",
-            witness=witness(mr["id"], "nurse-1"),
-        )
+        give(client_id="a-2", witness=witness(mr["id"], "nurse-1"))
     with pytest.raises(Conflict, match="another order"):
-        administer_medication(
-            world.svc,
-            world.nurse,
-            request=mr["id"],
-            scanned_patient=MRN,
-            scanned_drug="A10AB01",
-            client_id="a-2",
-            witness=witness("another-request"),
-        )
+        give(client_id="a-2", witness=witness("another-request"))
     assert world.count("MedicationAdministration") == 0
-    done = administer_medication(
-        world.svc,
-        world.nurse,
-        request=mr["id"],
-        scanned_patient=MRN,
-        scanned_drug="A10AB01",
-        client_id="a-2",
-        witness=witness(mr["id"]),
-    )
+    done = give(client_id="a-2", witness=witness(mr["id"]))
     functions = [p["function"]["coding"][0]["code"] for p in done.administration["performer"]]
     assert functions == ["performer", "verifier"]
     assert done.administration["performer"][1]["actor"] == {"reference": "Practitioner/nurse-2"}
     assert done.administration["dosage"]["dose"]["value"] == 4
     # one signature, one administration; the same submission again is the same one
     with pytest.raises(Conflict, match="already used"):
-        administer_medication(
-            world.svc,
-            world.nurse,
-            request=mr["id"],
-            scanned_patient=MRN,
-            scanned_drug="A10AB01",
-            client_id="a-3",
-            witness=witness(mr["id"]),
-        )
-    again = administer_medication(
-        world.svc,
-        world.nurse,
-        request=mr["id"],
-        scanned_patient=MRN,
-        scanned_drug="A10AB01",
-        client_id="a-2",
-        witness=witness(mr["id"]),
-    )
+        give(client_id="a-3", witness=witness(mr["id"]))
+    again = give(client_id="a-2", witness=witness(mr["id"]))
     assert again.repeated and again.administration["id"] == done.administration["id"]
     assert world.count("MedicationAdministration") == 1
 

@@ -150,21 +150,30 @@ def verify_access_token(
     if header.get("typ") == WITNESS_TYP:
         raise InvalidToken("a witness assertion is not an access token")
     audiences = [audience] if isinstance(audience, str) else list(audience)
-    registry = jwt.JWTClaimsRegistry(
-        now=now if now is not None else int(time.time()),
-        leeway=leeway,
+    _check_claims(
+        claims, now, leeway, "token expired",
         iss={"essential": True, "value": issuer},
         aud={"essential": True, "values": audiences},
         exp={"essential": True},
         sub={"essential": True},
+    )  # fmt: skip
+    return _info(claims, external)
+
+
+def _check_claims(
+    claims: dict[str, Any], now: int | None, leeway: int, expired: str, **options: Any
+) -> None:
+    """Validate the registered claims against ``options`` (joserfc's claims options); an
+    expired token raises :class:`InvalidToken` with ``expired``."""
+    registry = jwt.JWTClaimsRegistry(
+        now=now if now is not None else int(time.time()), leeway=leeway, **options
     )
     try:
         registry.validate(claims)
     except ExpiredTokenError as exc:
-        raise InvalidToken("token expired") from exc
+        raise InvalidToken(expired) from exc
     except (InvalidClaimError, MissingClaimError) as exc:
         raise InvalidToken(f"invalid claim: {exc.description or exc.error}") from exc
-    return _info(claims, external)
 
 
 def verify_id_token_hint(token: str, keys: KeySource, *, issuer: str) -> tuple[str, list[str]]:
@@ -298,22 +307,15 @@ def verify_witness_assertion(
     header, claims = _signed(token, keys, SIGNING_ALGS)
     if header.get("typ") != WITNESS_TYP:
         raise InvalidToken("not a witness assertion")
-    registry = jwt.JWTClaimsRegistry(
-        now=now if now is not None else int(time.time()),
-        leeway=leeway,
+    _check_claims(
+        claims, now, leeway, "witness assertion expired",
         iss={"essential": True, "value": issuer},
         aud={"essential": True, "values": [audience]},
         exp={"essential": True},
         iat={"essential": True},
         sub={"essential": True},
         jti={"essential": True},
-    )
-    try:
-        registry.validate(claims)
-    except ExpiredTokenError as exc:
-        raise InvalidToken("witness assertion expired") from exc
-    except (InvalidClaimError, MissingClaimError) as exc:
-        raise InvalidToken(f"invalid claim: {exc.description or exc.error}") from exc
+    )  # fmt: skip
     if claims.get("purpose") != purpose:
         raise InvalidToken("the witness assertion is for another purpose")
     practitioner = _practitioner_id(claims.get("fhirUser"), audience)
