@@ -218,12 +218,19 @@ def test_authorization_server_events(store: Store, tmp_path: Path) -> None:
         auth.emit("login", outcome="invalid", username="zhang.wei", user_id=None, ip="10.0.0.9")
         auth.emit("token", grant_type="authorization_code", client_id="app", user_id="u1",
                   scope="patient/*.rs", patient="pa", jti="j1", ip="10.0.0.9")  # fmt: skip
+        auth.emit("login", outcome="refused", username="li.na", user_id=None, ip="10.0.0.9",
+                  reason="witness for user u1: administer:MedicationRequest/m1")  # fmt: skip
+        auth.emit("logout", outcome="ok", user_id="u1", client_id="app", ip="10.0.0.9")
         sa.trail.sync()
     got = events(store)
     assert [(e["type"]["code"], e["subtype"][0]["code"], e["outcome"]) for e in got] == [
         ("110114", "login", "4"),
         ("110114", "token", "0"),
+        ("110114", "login", "4"),  # a second nurse refused as witness
+        ("110114", "logout", "0"),
     ]
+    assert got[2]["outcomeDesc"].startswith("403 ")  # refused, not a bad password (401)
+    assert "witness for user u1" in got[2]["outcomeDesc"]
     assert {"reference": "Patient/pa"} in [x.get("what") for x in got[1]["entity"]]
 
 

@@ -127,6 +127,7 @@ PURPOSES = {
 #: auth-server events: name -> (type code, display) (DICOM)
 SECURITY_TYPES = {
     "login": ("110114", "User Authentication"),
+    "logout": ("110114", "User Authentication"),
     "token": ("110114", "User Authentication"),
     "grant-revoked": ("110113", "Security Alert"),
     "oauth-error": ("110113", "Security Alert"),
