@@ -180,7 +180,7 @@ def verify_id_token_hint(token: str, keys: KeySource, *, issuer: str) -> tuple[s
     """``(sub, audiences)`` of an id_token we issued, given back as ``id_token_hint`` (OpenID
     Connect RP-Initiated Logout 1.0, §2): the same header and signature checks as an access
     token, and ``iss``; an expired id_token is still a valid hint (the spec asks for that)."""
-    claims = _signed_claims(token, keys, SIGNING_ALGS)
+    claims = _signed(token, keys, SIGNING_ALGS)[1]
     sub, aud = claims.get("sub"), claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if claims.get("iss") != issuer or not isinstance(sub, str) or not sub:
@@ -188,11 +188,6 @@ def verify_id_token_hint(token: str, keys: KeySource, *, issuer: str) -> tuple[s
     if not audiences or not all(isinstance(a, str) for a in audiences):
         raise InvalidToken("invalid claim: aud")
     return sub, audiences
-
-
-def _signed_claims(token: str, keys: KeySource, algorithms: Sequence[str]) -> dict[str, Any]:
-    """The claims of ``token`` once its header and signature are checked (no claim checked)."""
-    return _signed(token, keys, algorithms)[1]
 
 
 def _signed(

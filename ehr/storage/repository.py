@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, delete, insert, select, text, tuple_, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from ehr.errors import Conflict
 from ehr.search.tables import INDEX_TABLES
@@ -79,6 +79,15 @@ def _values_insert(table: Table, cols: tuple[str, ...], n: int) -> bytes:
     width = len(cols)
     rows = ("(" + ", ".join(f"${i * width + j + 1}" for j in range(width)) + ")" for i in range(n))
     return f'INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES {", ".join(rows)}'.encode()
+
+
+def _wrapped(sql: bytes, exc: Exception) -> StatementError:
+    """A driver error of a raw statement, wrapped as SQLAlchemy wraps it (``IntegrityError`` for
+    a unique violation, ``OperationalError`` for a lost connection or a timeout, ...), so callers
+    and the API's error mapping see the same exceptions on every path."""
+    import psycopg
+
+    return DBAPIError.instance(sql.decode(), None, exc, psycopg.Error)
 
 
 def _raw_cursor(raw: psycopg.Connection[Any]) -> psycopg.RawCursor[Any]:
@@ -299,10 +308,8 @@ class Repository:
                     cols = tuple(c.name for c in table.columns)
                     sql = _values_insert(table, cols, len(rows))
                     cur.execute(sql, _flat(rows, cols))
-        except psycopg.errors.UniqueViolation as exc:
-            raise IntegrityError(sql.decode(), None, exc) from exc
-        except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
-            raise DBAPIError(sql.decode(), None, exc) from exc
+        except psycopg.Error as exc:
+            raise _wrapped(sql, exc) from exc
 
     def _raw(
         self, table: Table, sql: bytes, rows: Sequence[dict[str, Any]], cols: Sequence[str]
@@ -317,10 +324,8 @@ class Repository:
             with _raw_cursor(raw) as cur:
                 cur.execute(sql, _flat(rows, cols))
                 return cur.fetchall() if cur.description else []
-        except psycopg.errors.UniqueViolation as exc:
-            raise IntegrityError(sql.decode(), None, exc) from exc
-        except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
-            raise DBAPIError(sql.decode(), None, exc) from exc
+        except psycopg.Error as exc:
+            raise _wrapped(sql, exc) from exc
 
     def write_version(
         self,

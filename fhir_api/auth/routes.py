@@ -104,6 +104,11 @@ def _safe_next(http: HttpRequest, value: str | None) -> str | None:
     return value
 
 
+def _locked(lang: str, retry_after_s: int) -> str:
+    """The "account locked, try again in N minutes" text (N rounded up, at least 1)."""
+    return t(lang, "locked", minutes=str(max(1, -(-retry_after_s // 60))))
+
+
 def _finish(response: Response, http: HttpRequest, lang: str) -> Response:
     if http.param("lang"):
         set_cookie(response, http, LANG_COOKIE, lang, 365 * 86_400)
@@ -220,11 +225,10 @@ def witness(
     )
     _witness_event(auth, http, requester, username, purpose, result.status, refusal, issued)
     if result.status == "locked":
-        minutes = str(max(1, -(-result.retry_after_s // 60)))
         return _error(
             429,
             "temporarily_unavailable",
-            t(lang, "locked", minutes=minutes),
+            _locked(lang, result.retry_after_s),
             **{"Retry-After": str(result.retry_after_s)},
         )
     if user is None:
@@ -322,8 +326,7 @@ def login_post(http: HttpDep, auth: AuthDep) -> Response:
         ip=http.client_ip,
     )
     if result.status == "locked":
-        minutes = str(max(1, -(-result.retry_after_s // 60)))
-        return _login_form(http, auth, lang, error=t(lang, "locked", minutes=minutes), status=429)
+        return _login_form(http, auth, lang, error=_locked(lang, result.retry_after_s), status=429)
     if result.user is None:
         return _login_form(http, auth, lang, error=t(lang, "invalid"), status=401)
     target = _safe_next(http, http.param("next"))
