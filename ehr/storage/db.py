@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 
 __all__ = ["WRITE", "is_postgres", "is_sqlite", "make_engine"]
 
@@ -41,17 +43,44 @@ def make_engine(
         )
         _configure_sqlite(engine)
         return engine
-    kwargs: dict[str, Any] = {
-        "pool_size": pool_size,
-        "max_overflow": pool_size,
-        "pool_pre_ping": not autocommit,
-    }
+    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
     if autocommit:
         kwargs["isolation_level"] = "AUTOCOMMIT"
         kwargs["pool_reset_on_return"] = None
     if url.startswith("postgresql"):
         kwargs["connect_args"] = {"options": f"-c statement_timeout={int(statement_timeout_ms)}"}
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not autocommit:
+        _ping_when_idle(engine)
+    return engine
+
+
+#: a pooled connection idle for longer than this is pinged before use (seconds)
+PING_AFTER_IDLE_S = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it has been idle for more than
+    :data:`PING_AFTER_IDLE_S` (HikariCP's "alive bypass window"), not before every transaction
+    as ``pool_pre_ping`` does: under load a connection is back in use within milliseconds, and
+    the ping was one round trip more per write. A ping that fails makes the pool discard the
+    connection and check out another (``DisconnectionError``); a connection cut while in use is
+    invalidated by SQLAlchemy on the error (the request answers 503, see ``fhir_api.errors``),
+    and with it the pool's other connections as old as it."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["ehr_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("ehr_idle_since")
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)  # as pool_pre_ping does (outside a transaction)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(str(exc)) from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:

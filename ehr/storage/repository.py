@@ -42,6 +42,9 @@ __all__ = ["COPY_MIN_ROWS", "CurrentRow", "Repository"]
 #: PostgreSQL: a table's rows of one flush go through COPY from this many on (a multi-row INSERT
 #: below: for a handful of rows, COPY's extra round trips and set-up cost more than it saves)
 COPY_MIN_ROWS = 64
+#: PostgreSQL: at most this many parameters in the one statement of a small flush (the
+#: protocol's limit is 65,535)
+MAX_PARAMS = 30_000
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,10 @@ class Repository:
 
     def flush(self) -> None:
         """Write everything buffered: the new resources, then the stale index rows' deletion,
-        then the history and index rows, one bulk statement per table."""
+        then the history and index rows, one bulk statement per table (PostgreSQL, a small
+        flush: all of them in one statement, :meth:`_flush_in_one`)."""
+        if self._copy and not self._stale_index and self._flush_in_one():
+            return
         if self._pending:
             self._flush_new()
         if self._stale_index:
@@ -222,6 +228,117 @@ class Repository:
                 self._write(table, rows)
         if small:
             self._pipelined(small)
+
+    def _flush_in_one(self) -> bool:
+        """PostgreSQL: write a small flush (every table's rows fewer than :data:`COPY_MIN_ROWS`)
+        as ONE statement of data-modifying CTEs, sent with the transaction's BEGIN in one
+        pipeline: a single create is then one round trip (and one statement for the server to
+        parse and run) instead of four. The new resources' rows are inserted ``RETURNING`` their
+        columns; their history rows are selected from that (the JSON is not sent twice) and
+        their index rows take their ``pk`` from it. False (nothing written) when the flush is
+        too large for one statement: :meth:`flush` then writes it table by table."""
+        pending = self._pending
+        index_count: dict[str, int] = {}
+        for _, idx in self._index_rows.values():
+            for kind, krows in idx.items():
+                index_count[kind] = index_count.get(kind, 0) + len(krows)
+        for _, _, _, _, idx in pending:
+            for kind, krows in idx.items():
+                index_count[kind] = index_count.get(kind, 0) + len(krows)
+        counts = [len(pending), len(self._history_rows), *index_count.values()]
+        counts += [len(rows) for rows in self._other_rows.values()]
+        if max(counts) >= COPY_MIN_ROWS or not any(counts):
+            return not any(counts)
+        params: list[Any] = []
+        ctes: list[str] = []
+
+        def values(cols: Sequence[str], rows: Iterable[dict[str, Any]], pk: Any = None) -> str:
+            """``(cols) VALUES (…), …``; ``pk`` (a function of the row) gives the pk column's
+            SQL (a subquery of the new resources) instead of a parameter."""
+            out = []
+            for row in rows:
+                cells = []
+                for c in cols:
+                    if c == "pk" and pk is not None:
+                        cells.append(pk(row))
+                    else:
+                        params.append(row.get(c))
+                        cells.append(f"${len(params)}")
+                out.append("(" + ", ".join(cells) + ")")
+            return f"({', '.join(cols)}) VALUES {', '.join(out)}"
+
+        new_pk: dict[tuple[str, str], str] = {}
+        if pending:
+            cols = ("rtype", "rid", "version", "last_updated", "deleted", "data")
+            rows = []
+            for t, i, ts, d, _ in pending:
+                rows.append({"rtype": t, "rid": i, "version": 1, "last_updated": ts,
+                             "deleted": False, "data": d})  # fmt: skip
+                n = len(params) + len(rows) * len(cols) - len(cols)
+                where = "" if len(pending) == 1 else f" WHERE rtype = ${n + 1} AND rid = ${n + 2}"
+                new_pk[(t, i)] = f"(SELECT pk FROM r{where})"
+            ctes.append(
+                f'r AS (INSERT INTO "{resources.name}" {values(cols, rows)}'
+                " RETURNING pk, rtype, rid, version, last_updated, deleted, data)"
+            )
+            ctes.append(
+                f'h AS (INSERT INTO "{history.name}" (pk, version, rtype, rid, last_updated,'
+                " method, deleted, data) SELECT pk, version, rtype, rid, last_updated, 'create',"
+                " deleted, data FROM r)"
+            )
+        writes: list[tuple[Table, list[dict[str, Any]]]] = []
+        if self._history_rows:
+            writes.append((history, self._history_rows))
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for pk, (rtype, idx) in self._index_rows.items():
+            for kind, krows in idx.items():
+                by_table.setdefault(kind, []).extend({**r, "pk": pk, "rtype": rtype} for r in krows)
+        new_rows: dict[str, list[dict[str, Any]]] = {}
+        for t, i, _, _, idx in pending:
+            for kind, krows in idx.items():
+                new_rows.setdefault(kind, []).extend({**r, "rtype": t, "rid_": i} for r in krows)
+        for kind in sorted(by_table.keys() | new_rows.keys()):
+            table = INDEX_TABLES[kind]
+            cols = tuple(c.name for c in table.columns)
+            parts = []
+            if by_table.get(kind):
+                parts.append(values(cols, by_table[kind]).split(" VALUES ", 1)[1])
+            if new_rows.get(kind):
+                part = values(cols, new_rows[kind], pk=lambda r: new_pk[(r["rtype"], r["rid_"])])
+                parts.append(part.split(" VALUES ", 1)[1])
+            ctes.append(
+                f'i{len(ctes)} AS (INSERT INTO "{table.name}" ({", ".join(cols)})'
+                f" VALUES {', '.join(parts)})"
+            )
+        writes.extend((table, rows) for table, rows in self._other_rows.items() if rows)
+        for table, rows in writes:
+            cols = tuple(c.name for c in table.columns)
+            ctes.append(f'i{len(ctes)} AS (INSERT INTO "{table.name}" {values(cols, rows)})')
+        if len(params) > MAX_PARAMS:
+            return False
+        sql = ("WITH " + ", ".join(ctes) + " SELECT 1").encode()
+        self._pending, self._pending_keys = [], set()
+        self._history_rows, self._index_rows, self._other_rows = [], {}, {}
+        self._run_pipelined(sql, params, new=bool(pending))
+        return True
+
+    def _run_pipelined(self, sql: bytes, params: Sequence[Any], *, new: bool) -> None:
+        """Run one statement in a pipeline (with the BEGIN psycopg queues before it when the
+        transaction has not started: one round trip for both). A unique violation on the
+        resources table (``new``: the statement inserts resources) is a 409."""
+        import psycopg
+
+        raw = self.conn.connection.driver_connection
+        assert raw is not None
+        try:
+            with raw.pipeline(), _raw_cursor(raw) as cur:
+                cur.execute(sql, params)
+        except psycopg.errors.UniqueViolation as exc:
+            if new and exc.diag.table_name == resources.name:
+                raise Conflict("A resource with that id already exists", "duplicate") from exc
+            raise _wrapped(sql, exc) from exc
+        except psycopg.Error as exc:
+            raise _wrapped(sql, exc) from exc
 
     def _flush_new(self) -> None:
         pending, self._pending = self._pending, []
