@@ -113,3 +113,37 @@ def test_insert_rows_roll_back_with_the_write(store: Store) -> None:
         ctx.repo.insert_rows(empi_blocking, [{"key": "k:1", "patient_id": "flush-1"}])
         ctx.insert_with_id("Patient", "flush-0", _patient(0))  # a duplicate: nothing is written
     assert _counts(store) == before and _blocking_rows(store) == []
+
+
+def test_one_flush_mixing_updates_creates_and_deletes_indexes_each_right(store: Store) -> None:
+    """One small flush holding an update (its old index rows replaced), a delete (its index
+    rows dropped) and new resources (their index rows on their own pks): on PostgreSQL a
+    single pipeline of statements, on SQLite one statement per table."""
+    for i in range(3):
+        store.update("Patient", f"flush-{i}", _patient(i))
+    with store.write() as ctx:
+        ctx.update("Patient", "flush-0", {**_patient(0), "identifier": [
+            {"system": "urn:flush", "value": "renamed"}]})  # fmt: skip
+        ctx.delete("Patient", "flush-1")
+        ctx.update("Patient", "flush-7", _patient(7))
+        ctx.create({**_patient(8), "identifier": [{"system": "urn:flush", "value": "new"}]})
+
+    def ids(value: str) -> list[str]:
+        return [
+            h.rid for h in store.search("Patient", [("identifier", f"urn:flush|{value}")]).matches
+        ]
+
+    assert ids("0") == [] and ids("renamed") == ["flush-0"]
+    assert ids("1") == []  # deleted
+    assert ids("2") == ["flush-2"] and ids("7") == ["flush-7"]
+    assert len(ids("new")) == 1
+    with store.read_conn() as c:  # the deleted one keeps no index row; the others one each
+        rows = c.execute(
+            text(
+                "SELECT r.rid, count(*) FROM idx_date d JOIN resources r ON r.pk = d.pk"
+                " WHERE d.param = 'birthdate' GROUP BY r.rid"
+            )  # fmt: skip
+        ).all()
+    counts = dict(rows)
+    assert "flush-1" not in counts
+    assert counts["flush-0"] == counts["flush-2"] == counts["flush-7"] == 1

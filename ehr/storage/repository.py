@@ -11,12 +11,14 @@ one statement per table; so are plain rows of other tables given to
 :meth:`Repository.insert_rows` (the EMPI's blocking rows). On PostgreSQL a large batch (at least
 :data:`COPY_MIN_ROWS` rows for a table, e.g. a transaction Bundle) goes through
 ``COPY … FROM STDIN`` (the new resources' ``pk`` values are drawn from the sequence first), which
-costs the server a fraction of per-row INSERTs; a small one (a single create or update) through
-one multi-row ``INSERT … VALUES`` per table (``RETURNING pk`` for new resources), the history
-and index tables' statements sent together in one pipeline: this saves the round trips and the
-set-up of a ``COPY`` per table (and the per-row executions of an ``executemany``). On SQLite it
-is an ``executemany``. An update's old index rows are deleted at the same flush, before its new
-ones are written. Only the ``UPDATE`` of the current row (with its version check) runs at once.
+costs the server a fraction of per-row INSERTs. A small one (a single create or update, a
+short transaction) is ONE statement of data-modifying CTEs (:meth:`Repository._flush_in_one`:
+``WITH r AS (INSERT INTO resources … RETURNING …), h AS (INSERT INTO resource_history SELECT …
+FROM r), i2 AS (INSERT INTO idx_token … VALUES ((SELECT pk FROM r), …)) …``), sent after an
+update's index deletions and with the transaction's BEGIN in one pipeline: a create is one round
+trip and one statement for the server instead of one per table. On SQLite each table is an
+``executemany``. An update's old index rows are deleted at the same flush, before its new ones
+are written. Only the ``UPDATE`` of the current row (with its version check) runs at once.
 """
 
 from __future__ import annotations
@@ -82,6 +84,12 @@ def _values_insert(table: Table, cols: tuple[str, ...], n: int) -> bytes:
     width = len(cols)
     rows = ("(" + ", ".join(f"${i * width + j + 1}" for j in range(width)) + ")" for i in range(n))
     return f'INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES {", ".join(rows)}'.encode()
+
+
+@functools.cache
+def _delete_index(table: Table) -> bytes:
+    """``DELETE`` of the index rows of a list of pks (PostgreSQL, ``$1`` an array)."""
+    return f'DELETE FROM "{table.name}" WHERE pk = ANY($1::bigint[])'.encode()
 
 
 def _wrapped(sql: bytes, exc: Exception) -> StatementError:
@@ -195,7 +203,7 @@ class Repository:
         """Write everything buffered: the new resources, then the stale index rows' deletion,
         then the history and index rows, one bulk statement per table (PostgreSQL, a small
         flush: all of them in one statement, :meth:`_flush_in_one`)."""
-        if self._copy and not self._stale_index and self._flush_in_one():
+        if self._copy and self._flush_in_one():
             return
         if self._pending:
             self._flush_new()
@@ -247,14 +255,16 @@ class Repository:
                 index_count[kind] = index_count.get(kind, 0) + len(krows)
         counts = [len(pending), len(self._history_rows), *index_count.values()]
         counts += [len(rows) for rows in self._other_rows.values()]
-        if max(counts) >= COPY_MIN_ROWS or not any(counts):
-            return not any(counts)
+        if not any(counts) and not self._stale_index:
+            return True  # nothing buffered
+        if max(counts) >= COPY_MIN_ROWS or len(self._stale_index) > 500:
+            return False
         params: list[Any] = []
         ctes: list[str] = []
 
-        def values(cols: Sequence[str], rows: Iterable[dict[str, Any]], pk: Any = None) -> str:
-            """``(cols) VALUES (…), …``; ``pk`` (a function of the row) gives the pk column's
-            SQL (a subquery of the new resources) instead of a parameter."""
+        def tuples(cols: Sequence[str], rows: Iterable[dict[str, Any]], pk: Any = None) -> str:
+            """``(…), (…)`` of ``rows`` as parameters; ``pk`` (a function of the row) gives
+            the pk column's SQL (a subquery of the new resources) instead of a parameter."""
             out = []
             for row in rows:
                 cells = []
@@ -265,74 +275,83 @@ class Repository:
                         params.append(row.get(c))
                         cells.append(f"${len(params)}")
                 out.append("(" + ", ".join(cells) + ")")
-            return f"({', '.join(cols)}) VALUES {', '.join(out)}"
+            return ", ".join(out)
+
+        def insert_cte(table: Table, cols: Sequence[str], rows_sql: str, more: str = "") -> str:
+            name = "r" if table is resources else f"i{len(ctes)}"
+            return f'{name} AS (INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES {rows_sql}{more})'
 
         new_pk: dict[tuple[str, str], str] = {}
         if pending:
-            cols = ("rtype", "rid", "version", "last_updated", "deleted", "data")
-            rows = []
+            rcols = ("rtype", "rid", "version", "last_updated", "deleted", "data")
+            rows: list[dict[str, Any]] = []
             for t, i, ts, d, _ in pending:
+                # the pk of a new resource, for its index rows: its rtype and rid are the
+                # first two parameters of its row
+                first = len(rows) * len(rcols) + 1
+                where = (
+                    f" WHERE rtype = ${first} AND rid = ${first + 1}" if len(pending) > 1 else ""
+                )
+                new_pk[(t, i)] = f"(SELECT pk FROM r{where})"
                 rows.append({"rtype": t, "rid": i, "version": 1, "last_updated": ts,
                              "deleted": False, "data": d})  # fmt: skip
-                n = len(params) + len(rows) * len(cols) - len(cols)
-                where = "" if len(pending) == 1 else f" WHERE rtype = ${n + 1} AND rid = ${n + 2}"
-                new_pk[(t, i)] = f"(SELECT pk FROM r{where})"
-            ctes.append(
-                f'r AS (INSERT INTO "{resources.name}" {values(cols, rows)}'
-                " RETURNING pk, rtype, rid, version, last_updated, deleted, data)"
-            )
+            returning = " RETURNING pk, rtype, rid, version, last_updated, deleted, data"
+            ctes.append(insert_cte(resources, rcols, tuples(rcols, rows), returning))
             ctes.append(
                 f'h AS (INSERT INTO "{history.name}" (pk, version, rtype, rid, last_updated,'
                 " method, deleted, data) SELECT pk, version, rtype, rid, last_updated, 'create',"
                 " deleted, data FROM r)"
             )
-        writes: list[tuple[Table, list[dict[str, Any]]]] = []
-        if self._history_rows:
-            writes.append((history, self._history_rows))
-        by_table: dict[str, list[dict[str, Any]]] = {}
+        old_rows: dict[str, list[dict[str, Any]]] = {}
         for pk, (rtype, idx) in self._index_rows.items():
             for kind, krows in idx.items():
-                by_table.setdefault(kind, []).extend({**r, "pk": pk, "rtype": rtype} for r in krows)
+                old_rows.setdefault(kind, []).extend({**r, "pk": pk, "rtype": rtype} for r in krows)
         new_rows: dict[str, list[dict[str, Any]]] = {}
         for t, i, _, _, idx in pending:
             for kind, krows in idx.items():
                 new_rows.setdefault(kind, []).extend({**r, "rtype": t, "rid_": i} for r in krows)
-        for kind in sorted(by_table.keys() | new_rows.keys()):
+        for kind in sorted(old_rows.keys() | new_rows.keys()):
             table = INDEX_TABLES[kind]
             cols = tuple(c.name for c in table.columns)
-            parts = []
-            if by_table.get(kind):
-                parts.append(values(cols, by_table[kind]).split(" VALUES ", 1)[1])
+            parts = [tuples(cols, old_rows[kind])] if old_rows.get(kind) else []
             if new_rows.get(kind):
-                part = values(cols, new_rows[kind], pk=lambda r: new_pk[(r["rtype"], r["rid_"])])
-                parts.append(part.split(" VALUES ", 1)[1])
-            ctes.append(
-                f'i{len(ctes)} AS (INSERT INTO "{table.name}" ({", ".join(cols)})'
-                f" VALUES {', '.join(parts)})"
-            )
-        writes.extend((table, rows) for table, rows in self._other_rows.items() if rows)
-        for table, rows in writes:
+                parts.append(
+                    tuples(cols, new_rows[kind], lambda r: new_pk[(r["rtype"], r["rid_"])])
+                )
+            ctes.append(insert_cte(table, cols, ", ".join(parts)))
+        other = [(history, self._history_rows)] if self._history_rows else []
+        other += [(table, rows) for table, rows in self._other_rows.items() if rows]
+        for table, rows in other:
             cols = tuple(c.name for c in table.columns)
-            ctes.append(f'i{len(ctes)} AS (INSERT INTO "{table.name}" {values(cols, rows)})')
+            ctes.append(insert_cte(table, cols, tuples(cols, rows)))
         if len(params) > MAX_PARAMS:
             return False
-        sql = ("WITH " + ", ".join(ctes) + " SELECT 1").encode()
-        self._pending, self._pending_keys = [], set()
+        statements: list[tuple[bytes, Sequence[Any]]] = []
+        if self._stale_index:  # an update's old index rows go first
+            stale = [sorted(self._stale_index)]
+            statements += [(_delete_index(t), stale) for t in INDEX_TABLES.values()]
+        if ctes:
+            statements.append((("WITH " + ", ".join(ctes) + " SELECT 1").encode(), params))
+        self._pending, self._pending_keys, self._stale_index = [], set(), set()
         self._history_rows, self._index_rows, self._other_rows = [], {}, {}
-        self._run_pipelined(sql, params, new=bool(pending))
+        self._run_pipelined(statements, new=bool(pending))
         return True
 
-    def _run_pipelined(self, sql: bytes, params: Sequence[Any], *, new: bool) -> None:
-        """Run one statement in a pipeline (with the BEGIN psycopg queues before it when the
-        transaction has not started: one round trip for both). A unique violation on the
-        resources table (``new``: the statement inserts resources) is a 409."""
+    def _run_pipelined(
+        self, statements: Sequence[tuple[bytes, Sequence[Any]]], *, new: bool
+    ) -> None:
+        """Run statements in one pipeline (with the BEGIN psycopg queues first when the
+        transaction has not started: one round trip for all). A unique violation on the
+        resources table (``new``: they insert resources) is a 409."""
         import psycopg
 
         raw = self.conn.connection.driver_connection
         assert raw is not None
+        sql = b""
         try:
             with raw.pipeline(), _raw_cursor(raw) as cur:
-                cur.execute(sql, params)
+                for sql, params in statements:
+                    cur.execute(sql, params)
         except psycopg.errors.UniqueViolation as exc:
             if new and exc.diag.table_name == resources.name:
                 raise Conflict("A resource with that id already exists", "duplicate") from exc
