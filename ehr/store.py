@@ -182,8 +182,10 @@ class WriteContext:
         self.repo.flush()
         return self._conn
 
-    def flush(self) -> None:
-        self.repo.flush()
+    def flush(self, *, last: bool = False) -> None:
+        """Write the buffered rows; ``last``: nothing else will run in this transaction but
+        its commit (see :meth:`Repository.flush`)."""
+        self.repo.flush(last=last)
 
     # -- helpers -------------------------------------------------------------------------------
     def _now(self, after: int = 0) -> int:
@@ -556,7 +558,7 @@ class Store:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 ctx = WriteContext(self, conn)
                 yield ctx
-                ctx.flush()
+                ctx.flush(last=True)
         except FhirError:
             raise
         except OperationalError as exc:

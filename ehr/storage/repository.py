@@ -199,11 +199,16 @@ class Repository:
         for tables kept in step with a resource, like the EMPI's blocking rows."""
         self._other_rows.setdefault(table, []).extend(rows)
 
-    def flush(self) -> None:
+    def flush(self, *, last: bool = False) -> None:
         """Write everything buffered: the new resources, then the stale index rows' deletion,
         then the history and index rows, one bulk statement per table (PostgreSQL, a small
-        flush: all of them in one statement, :meth:`_flush_in_one`)."""
-        if self._copy and self._flush_in_one():
+        flush: all of them in one statement, :meth:`_flush_in_one`).
+
+        ``last``: the transaction will only commit after this. When then nothing else has run
+        in it yet (a plain create: the flush is its only statement) and the flush is one
+        statement, that statement runs on its own in autocommit: one round trip, with no BEGIN
+        and no COMMIT (a statement is atomic by itself)."""
+        if self._copy and self._flush_in_one(last=last):
             return
         if self._pending:
             self._flush_new()
@@ -237,7 +242,7 @@ class Repository:
         if small:
             self._pipelined(small)
 
-    def _flush_in_one(self) -> bool:
+    def _flush_in_one(self, *, last: bool = False) -> bool:
         """PostgreSQL: write a small flush (every table's rows fewer than :data:`COPY_MIN_ROWS`)
         as ONE statement of data-modifying CTEs, sent with the transaction's BEGIN in one
         pipeline: a single create is then one round trip (and one statement for the server to
@@ -334,21 +339,37 @@ class Repository:
             statements.append((("WITH " + ", ".join(ctes) + " SELECT 1").encode(), params))
         self._pending, self._pending_keys, self._stale_index = [], set(), set()
         self._history_rows, self._index_rows, self._other_rows = [], {}, {}
-        self._run_pipelined(statements, new=bool(pending))
+        self._run_pipelined(statements, new=bool(pending), last=last)
         return True
 
     def _run_pipelined(
-        self, statements: Sequence[tuple[bytes, Sequence[Any]]], *, new: bool
+        self, statements: Sequence[tuple[bytes, Sequence[Any]]], *, new: bool, last: bool
     ) -> None:
         """Run statements in one pipeline (with the BEGIN psycopg queues first when the
-        transaction has not started: one round trip for all). A unique violation on the
-        resources table (``new``: they insert resources) is a 409."""
+        transaction has not started: one round trip for all); ``last`` and a single statement
+        in a transaction not started yet: that statement alone, in autocommit (see
+        :meth:`flush`). A unique violation on the resources table (``new``: they insert
+        resources) is a 409."""
         import psycopg
+        from psycopg.pq import TransactionStatus
 
         raw = self.conn.connection.driver_connection
         assert raw is not None
         sql = b""
         try:
+            if (
+                last
+                and len(statements) == 1
+                and raw.info.transaction_status == TransactionStatus.IDLE
+            ):
+                sql, params = statements[0]
+                raw.autocommit = True
+                try:
+                    with _raw_cursor(raw) as cur:
+                        cur.execute(sql, params)
+                finally:
+                    raw.autocommit = False
+                return
             with raw.pipeline(), _raw_cursor(raw) as cur:
                 for sql, params in statements:
                     cur.execute(sql, params)
