@@ -87,6 +87,76 @@ def _values_insert(table: Table, cols: tuple[str, ...], n: int) -> bytes:
 
 
 @functools.cache
+def _columns(table: Table) -> tuple[str, ...]:
+    """The columns of ``table`` (index tables: ``pk`` first)."""
+    return tuple(c.name for c in table.columns)
+
+
+_NEW_RESOURCE_COLS = ("rtype", "rid", "version", "last_updated", "deleted", "data")
+
+#: the shape of a small flush (see :meth:`Repository._flush_in_one`): the number of new
+#: resources; per index table (kind), its rows of stored resources and, for each of its rows of
+#: new resources, which new resource it belongs to; the other tables and their row counts
+Shape = tuple[int, tuple[tuple[str, int, tuple[int, ...]], ...], tuple[tuple[Table, int], ...]]
+
+
+@functools.lru_cache(maxsize=512)
+def _one_statement(shape: Shape) -> bytes:
+    """The text of the one statement of a small flush of ``shape``, with ``$n`` placeholders
+    in the order :meth:`Repository._flush_in_one` lays out its parameters (a text per shape:
+    psycopg then prepares it, as PostgreSQL plans it, once per connection)::
+
+        WITH r AS (INSERT INTO resources (…) VALUES ($1, …), … RETURNING …),
+             h AS (INSERT INTO resource_history (…) SELECT … FROM r),
+             i2 AS (INSERT INTO idx_token (pk, …) VALUES ($7, …), ((SELECT pk FROM r), $13, …)),
+             …
+        SELECT 1
+    """
+    n_new, index_parts, others = shape
+    ctes: list[str] = []
+    at = 0
+
+    def row(width: int, pk: str | None = None) -> str:
+        nonlocal at
+        cells = [f"${at + j + 1}" for j in range(width)]
+        at += width
+        return "(" + ", ".join(cells if pk is None else [pk, *cells]) + ")"
+
+    def cte(table: Table, cols: Sequence[str], rows: Sequence[str], more: str = "") -> str:
+        name = "r" if table is resources else f"i{len(ctes)}"
+        values = ", ".join(rows)
+        return f'{name} AS (INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES {values}{more})'
+
+    new_pk: list[str] = []
+    if n_new:
+        rows = []
+        for _ in range(n_new):
+            # a new resource's pk, for its index rows: by its rtype and rid (its first two
+            # parameters) when the statement creates several
+            where = f" WHERE rtype = ${at + 1} AND rid = ${at + 2}" if n_new > 1 else ""
+            new_pk.append(f"(SELECT pk FROM r{where})")
+            rows.append(row(len(_NEW_RESOURCE_COLS)))
+        returning = " RETURNING pk, rtype, rid, version, last_updated, deleted, data"
+        ctes.append(cte(resources, _NEW_RESOURCE_COLS, rows, returning))
+        ctes.append(
+            f'h AS (INSERT INTO "{history.name}" (pk, version, rtype, rid, last_updated, method,'
+            " deleted, data) SELECT pk, version, rtype, rid, last_updated, 'create', deleted,"
+            " data FROM r)"
+        )
+    for kind, n_old, owners in index_parts:
+        table = INDEX_TABLES[kind]
+        cols = _columns(table)
+        assert cols[0] == "pk"  # the new resources' rows give every column but it
+        rows = [row(len(cols)) for _ in range(n_old)]
+        rows += [row(len(cols) - 1, new_pk[owner]) for owner in owners]
+        ctes.append(cte(table, cols, rows))
+    for table, n in others:
+        cols = _columns(table)
+        ctes.append(cte(table, cols, [row(len(cols)) for _ in range(n)]))
+    return ("WITH " + ", ".join(ctes) + " SELECT 1").encode()
+
+
+@functools.cache
 def _delete_index(table: Table) -> bytes:
     """``DELETE`` of the index rows of a list of pks (PostgreSQL, ``$1`` an array)."""
     return f'DELETE FROM "{table.name}" WHERE pk = ANY($1::bigint[])'.encode()
@@ -244,99 +314,56 @@ class Repository:
 
     def _flush_in_one(self, *, last: bool = False) -> bool:
         """PostgreSQL: write a small flush (every table's rows fewer than :data:`COPY_MIN_ROWS`)
-        as ONE statement of data-modifying CTEs, sent with the transaction's BEGIN in one
-        pipeline: a single create is then one round trip (and one statement for the server to
-        parse and run) instead of four. The new resources' rows are inserted ``RETURNING`` their
-        columns; their history rows are selected from that (the JSON is not sent twice) and
-        their index rows take their ``pk`` from it. False (nothing written) when the flush is
-        too large for one statement: :meth:`flush` then writes it table by table."""
+        as ONE statement of data-modifying CTEs (:func:`_one_statement`), after an update's
+        index deletions, in one pipeline with the transaction's BEGIN (or, ``last`` and alone,
+        in autocommit: see :meth:`flush`). The new resources' rows are inserted ``RETURNING``
+        their columns; their history rows are selected from that (the JSON is not sent twice)
+        and their index rows take their ``pk`` from it. False (nothing written) when the flush
+        is too large for one statement: :meth:`flush` then writes it table by table."""
         pending = self._pending
-        index_count: dict[str, int] = {}
-        for _, idx in self._index_rows.values():
-            for kind, krows in idx.items():
-                index_count[kind] = index_count.get(kind, 0) + len(krows)
-        for _, _, _, _, idx in pending:
-            for kind, krows in idx.items():
-                index_count[kind] = index_count.get(kind, 0) + len(krows)
-        counts = [len(pending), len(self._history_rows), *index_count.values()]
-        counts += [len(rows) for rows in self._other_rows.values()]
-        if not any(counts) and not self._stale_index:
-            return True  # nothing buffered
-        if max(counts) >= COPY_MIN_ROWS or len(self._stale_index) > 500:
-            return False
-        params: list[Any] = []
-        ctes: list[str] = []
-
-        def tuples(cols: Sequence[str], rows: Iterable[dict[str, Any]], pk: Any = None) -> str:
-            """``(…), (…)`` of ``rows`` as parameters; ``pk`` (a function of the row) gives
-            the pk column's SQL (a subquery of the new resources) instead of a parameter."""
-            out = []
-            for row in rows:
-                cells = []
-                for c in cols:
-                    if c == "pk" and pk is not None:
-                        cells.append(pk(row))
-                    else:
-                        params.append(row.get(c))
-                        cells.append(f"${len(params)}")
-                out.append("(" + ", ".join(cells) + ")")
-            return ", ".join(out)
-
-        def insert_cte(table: Table, cols: Sequence[str], rows_sql: str, more: str = "") -> str:
-            name = "r" if table is resources else f"i{len(ctes)}"
-            return f'{name} AS (INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES {rows_sql}{more})'
-
-        new_pk: dict[tuple[str, str], str] = {}
-        if pending:
-            rcols = ("rtype", "rid", "version", "last_updated", "deleted", "data")
-            rows: list[dict[str, Any]] = []
-            for t, i, ts, d, _ in pending:
-                # the pk of a new resource, for its index rows: its rtype and rid are the
-                # first two parameters of its row
-                first = len(rows) * len(rcols) + 1
-                where = (
-                    f" WHERE rtype = ${first} AND rid = ${first + 1}" if len(pending) > 1 else ""
-                )
-                new_pk[(t, i)] = f"(SELECT pk FROM r{where})"
-                rows.append({"rtype": t, "rid": i, "version": 1, "last_updated": ts,
-                             "deleted": False, "data": d})  # fmt: skip
-            returning = " RETURNING pk, rtype, rid, version, last_updated, deleted, data"
-            ctes.append(insert_cte(resources, rcols, tuples(rcols, rows), returning))
-            ctes.append(
-                f'h AS (INSERT INTO "{history.name}" (pk, version, rtype, rid, last_updated,'
-                " method, deleted, data) SELECT pk, version, rtype, rid, last_updated, 'create',"
-                " deleted, data FROM r)"
-            )
-        old_rows: dict[str, list[dict[str, Any]]] = {}
+        # the rows of each index table: those of resources already stored (pk known), then
+        # those of the new ones (pk from the statement: the new resource's position)
+        old: dict[str, list[dict[str, Any]]] = {}
         for pk, (rtype, idx) in self._index_rows.items():
             for kind, krows in idx.items():
-                old_rows.setdefault(kind, []).extend({**r, "pk": pk, "rtype": rtype} for r in krows)
-        new_rows: dict[str, list[dict[str, Any]]] = {}
-        for t, i, _, _, idx in pending:
+                if krows:
+                    old.setdefault(kind, []).extend({**r, "pk": pk, "rtype": rtype} for r in krows)
+        new: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for n, (t, _, _, _, idx) in enumerate(pending):
             for kind, krows in idx.items():
-                new_rows.setdefault(kind, []).extend({**r, "rtype": t, "rid_": i} for r in krows)
-        for kind in sorted(old_rows.keys() | new_rows.keys()):
-            table = INDEX_TABLES[kind]
-            cols = tuple(c.name for c in table.columns)
-            parts = [tuples(cols, old_rows[kind])] if old_rows.get(kind) else []
-            if new_rows.get(kind):
-                parts.append(
-                    tuples(cols, new_rows[kind], lambda r: new_pk[(r["rtype"], r["rid_"])])
-                )
-            ctes.append(insert_cte(table, cols, ", ".join(parts)))
+                new.setdefault(kind, []).extend((n, {**r, "rtype": t}) for r in krows)
         other = [(history, self._history_rows)] if self._history_rows else []
         other += [(table, rows) for table, rows in self._other_rows.items() if rows]
+        sizes = [len(pending), *(len(v) for v in old.values()), *(len(v) for v in new.values())]
+        sizes += [len(rows) for _, rows in other]
+        if not any(sizes) and not self._stale_index:
+            return True  # nothing buffered
+        if max(sizes) >= COPY_MIN_ROWS or len(self._stale_index) > 500:
+            return False
+        kinds = sorted(old.keys() | new.keys())
+        shape = (
+            len(pending),
+            tuple(
+                (kind, len(old.get(kind, ())), tuple(n for n, _ in new.get(kind, ())))
+                for kind in kinds
+            ),
+            tuple((table, len(rows)) for table, rows in other),
+        )
+        params: list[Any] = [v for t, i, ts, d, _ in pending for v in (t, i, 1, ts, False, d)]
+        for kind in kinds:
+            cols = _columns(INDEX_TABLES[kind])
+            params += [r.get(c) for r in old.get(kind, ()) for c in cols]
+            params += [r.get(c) for _, r in new.get(kind, ()) for c in cols[1:]]
         for table, rows in other:
-            cols = tuple(c.name for c in table.columns)
-            ctes.append(insert_cte(table, cols, tuples(cols, rows)))
+            params += [r.get(c) for r in rows for c in _columns(table)]
         if len(params) > MAX_PARAMS:
             return False
         statements: list[tuple[bytes, Sequence[Any]]] = []
         if self._stale_index:  # an update's old index rows go first
             stale = [sorted(self._stale_index)]
             statements += [(_delete_index(t), stale) for t in INDEX_TABLES.values()]
-        if ctes:
-            statements.append((("WITH " + ", ".join(ctes) + " SELECT 1").encode(), params))
+        if len(params):
+            statements.append((_one_statement(shape), params))
         self._pending, self._pending_keys, self._stale_index = [], set(), set()
         self._history_rows, self._index_rows, self._other_rows = [], {}, {}
         self._run_pipelined(statements, new=bool(pending), last=last)

@@ -177,6 +177,9 @@ async function start() {
   if (!s) return; // redirected to the authorization server
   const fu = s.fhirUser || '';
   state.me = fu.includes('Practitioner/') ? fu.slice(fu.indexOf('Practitioner/')) : null;
+  // the wards (and this hospital, whose MRN the banner shows) load from here on: a wristband
+  // scanned meanwhile waits for them (`openPatient` awaits `state.ready`)
+  state.ready = loadWards();
   state.rules = await (await fetch('rules.json')).json();
   state.outbox = new Outbox({ owner: state.me || 'nurse', send: sendEntry, onChange: renderPending });
   wire();
@@ -192,7 +195,6 @@ async function start() {
     }
   }
   $('who').textContent = t('nurse.signedInAs', { name: state.name || fu });
-  state.ready = loadWards();
   try {
     await state.ready;
     await loadWorklist();
