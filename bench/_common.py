@@ -208,6 +208,10 @@ def _ms(s: str) -> float:
     return float(m[1]) * _UNITS[m[2]]
 
 
+#: wrk's per-request timeout: a slower answer counts as an error (wrk's default is 2 s)
+WRK_TIMEOUT_S = 10
+
+
 def wrk(
     url: str,
     lua: str,
@@ -217,12 +221,20 @@ def wrk(
     seconds: int = 10,
     headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Run wrk with a Lua script; returns requests/s, p50/p99 (ms) and the error count.
-    ``headers`` go on every request (``-H``; they reach requests the script builds with
-    ``wrk.format`` without a headers table of its own)."""
+    """Run wrk with a Lua script; returns requests/s, p50/p99 (ms), the non-2xx answers and
+    the socket errors (``socket_errors``: connect, read and write errors; ``timeouts``: requests
+    unanswered after :data:`WRK_TIMEOUT_S`). ``headers`` go on every request (``-H``; they
+    reach requests the script builds with ``wrk.format`` without a headers table of its own).
+
+    wrk's mean and high percentiles of latency are not trustworthy against this server: in one
+    run of 31,447 requests in 10 s on 16 connections it gave a mean of 100 ms, where 16
+    connections allow at most 16 × 10 s / 31,447 = 5.1 ms (Little's law); a Python client
+    measured 7 ms mean and 46 ms p99 at the same load. ``mean_ms`` is therefore computed from
+    Little's law (connections / requests per second), and p99 is reported as wrk gives it."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua)
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
+    cmd += ["--timeout", f"{WRK_TIMEOUT_S}s"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(
@@ -234,13 +246,16 @@ def wrk(
     p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
     p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    counts = [int(v) for v in errors.groups()] if errors else [0, 0, 0, 0]
     return {
         "rps": rps,
+        "mean_ms": connections / rps * 1000 if rps else float("nan"),
         "p50_ms": p50,
         "p99_ms": p99,
         "non_2xx": float(non2xx[1]) if non2xx else 0.0,
-        "socket_errors": 1.0 if errors else 0.0,
+        "socket_errors": float(sum(counts[:3])),
+        "timeouts": float(counts[3]),
     }
 
 

@@ -266,7 +266,7 @@ end
             _cpu_per_request(r, meter, args.seconds)
             api[kind] = r
     for name, r in api.items():
-        if r["non_2xx"] or r["socket_errors"]:
+        if r["non_2xx"] or r["socket_errors"] or r["timeouts"]:
             raise SystemExit(f"API {name}: {r['non_2xx']:.0f} non-2xx answers / socket errors: {r}")
     raws = {kind: raw(dsn, args.patients, kind, args.seconds, args.concurrency) for kind in kinds}
 

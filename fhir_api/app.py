@@ -170,6 +170,9 @@ def create_app(
         openapi_url=f"{prefix}/openapi.json",
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=f"{prefix}/docs/oauth2-redirect",
+        # FastAPI's own OpenTelemetry hooks ask the (unconfigured) providers on every request;
+        # the server has its own audit trail and no tracing set up
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     state: Any = app.state
     state.store = built

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends
 from starlette.requests import Request
@@ -107,7 +107,26 @@ async def base_url(request: Request) -> str:
     configured: str = request.app.state.settings.base_url
     if configured:
         return configured.rstrip("/")
-    return str(request.base_url).rstrip("/") + request.app.state.prefix
+    scope = request.scope
+    key = (scope.get("scheme"), scope.get("server"), scope.get("root_path"), _host(scope))
+    found = _DERIVED_BASES.get(key)
+    if found is None:
+        found = str(request.base_url).rstrip("/") + request.app.state.prefix
+        if len(_DERIVED_BASES) < 256:  # a few hosts serve one deployment
+            _DERIVED_BASES[key] = found
+    return found
+
+
+#: base URLs derived from requests, by (scheme, server, root path, Host header): Starlette
+#: builds and parses a URL for each, a few dozen microseconds on every request
+_DERIVED_BASES: dict[tuple[Any, ...], str] = {}
+
+
+def _host(scope: Any) -> bytes | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return value  # type: ignore[no-any-return]
+    return None
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
