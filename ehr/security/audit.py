@@ -186,7 +186,19 @@ class AuditRecord:
     codes: list[list[str]] = field(default_factory=list)  # more subtypes: [system, code, display]
 
     def line(self) -> bytes:
-        return orjson.dumps(self)
+        """The record as one line of JSON: the fields that differ from their defaults (None,
+        False, empty lists), with ``patients`` kept while ``resolve`` is on (the writer splices
+        them in: :func:`_resolved`). :meth:`from_line` gives the same record back. A short line
+        costs less all the way: spool, queue, hash, ``COPY``, the chain's rows."""
+        d = self.__dict__
+        keep = d["resolve"]
+        return orjson.dumps(
+            {
+                k: v
+                for k, v in d.items()
+                if v is not None and v is not False and (v != [] or (keep and k == "patients"))
+            }
+        )
 
     @classmethod
     def from_line(cls, line: bytes) -> AuditRecord:
@@ -486,7 +498,7 @@ _UNRESOLVED = b'"patients":[],"resolve":true'
 
 def _fill(patients: Sequence[str]) -> bytes:
     """What replaces :data:`_UNRESOLVED` in a record resolved to ``patients``."""
-    return b'"patients":' + orjson.dumps(list(dict.fromkeys(patients))) + b',"resolve":false'
+    return b'"patients":' + orjson.dumps(list(dict.fromkeys(patients)))  # (no "resolve": False)
 
 
 def _resolved(line: bytes, patients: Sequence[str], fill: bytes | None = None) -> bytes:
