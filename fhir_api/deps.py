@@ -108,7 +108,8 @@ async def base_url(request: Request) -> str:
     if configured:
         return configured.rstrip("/")
     scope = request.scope
-    key = (scope.get("scheme"), scope.get("server"), scope.get("root_path"), _host(scope))
+    server = scope.get("server")  # a list or a tuple, as the server gives it
+    key = (scope.get("scheme"), server and tuple(server), scope.get("root_path"), _host(scope))
     found = _DERIVED_BASES.get(key)
     if found is None:
         found = str(request.base_url).rstrip("/") + request.app.state.prefix
