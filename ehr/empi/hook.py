@@ -8,7 +8,8 @@ every create or update of a *source* Patient (golden records are skipped):
 
 1. its features are extracted (:func:`ehr.empi.features.extract`) and its blocking keys locked
    (PostgreSQL transaction-scoped advisory locks, the ids ``ctx.lock_condition`` would use, all
-   in one statement in ascending order; SQLite's single writer serializes anyway). Two registrations that could match each other
+   in one statement in ascending order, for a new Patient in the round trip of its candidate
+   query; SQLite's single writer serializes anyway). Two registrations that could match each other
    share a blocking key, so they run one after the other and the second sees the first's golden
    record: concurrent registrations of one citizen end with one golden record;
 2. candidates are scored and graded per golden record (:class:`ehr.empi.candidates.Matcher`),
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from ehr.empi.audit import _audit
 from ehr.empi.blocking import blocking_keys
@@ -125,17 +127,19 @@ class Empi:
         """Take the transaction-scoped advisory locks of ``keys`` on PostgreSQL, in one
         statement and in ascending lock-id order (so two registrations never wait on each
         other in a cycle). The lock ids are those ``ctx.lock_condition("Patient",
-        [("empi-block", key)])`` takes; SQLite's single writer needs none."""
+        [("empi-block", key)])`` takes; SQLite's single writer needs none. (A new Patient's
+        locks are taken in the round trip of its candidate query instead, see
+        :meth:`match_source`.)"""
         conn = ctx.conn
-        if not keys or not is_postgres(conn):
-            return
-        ids = sorted({_lock_id(k) for k in keys})
-        conn.execute(
-            text(
-                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:ids AS bigint[])) AS t(k)"
-            ),
-            {"ids": ids},
-        )
+        ids = _lock_ids(conn, keys)
+        if ids:
+            conn.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(k))"
+                    " FROM unnest(CAST(:ids AS bigint[])) AS t(k)"
+                ),
+                {"ids": ids},
+            )
 
     def match_source(
         self,
@@ -149,16 +153,20 @@ class Empi:
         """Index and (re)match source Patient ``rid`` whose next content is ``new``
         (``created``: a brand-new resource, which has no golden record nor blocking rows)."""
         f = self.matcher.extract(new)
-        self.lock(ctx, blocking_keys(f))
+        conn = ctx.conn
+        lock_ids: list[int] = []
+        if created:  # nothing to read first: the locks join the candidate query's round trip
+            lock_ids = _lock_ids(conn, blocking_keys(f))
+        else:
+            self.lock(ctx, blocking_keys(f))
         current = None if created else golden_of(ctx, rid)
         if current is not None and old is not None and self.matcher.extract(old) == f:
             refresh(ctx, current, {rid: new})
             return
-        cands = [
-            c
-            for c in self.matcher.candidates(ctx.conn, f, exclude={rid}, source_id=rid)
-            if c.golden_id is not None
-        ]
+        found = self.matcher.candidates(
+            ctx.conn, f, exclude={rid}, source_id=rid, lock_ids=lock_ids
+        )
+        cands = [c for c in found if c.golden_id is not None]
         # indexed after scoring: name frequencies count the population without this record,
         # exactly as ``$match`` of the same Patient would
         self.matcher.index(ctx, rid, f, replace=not created)
@@ -301,6 +309,13 @@ class Empi:
                 task["status"] = "cancelled"
                 task["statusReason"] = {"text": f"Patient/{rid} was deleted"}
                 ctx.update("Task", row.rid, task, if_match=row.version, validate=False)
+
+
+def _lock_ids(conn: Connection, keys: frozenset[str]) -> list[int]:
+    """The advisory lock ids of blocking keys ``keys``, ascending (none on SQLite)."""
+    if not keys or not is_postgres(conn):
+        return []
+    return sorted({_lock_id(k) for k in keys})
 
 
 def _lock_id(key: str) -> int:
