@@ -108,15 +108,26 @@ _PG_LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%(lock_ids)s::big
 _Query = tuple[Any, str | None]  # (SQLAlchemy statement, PostgreSQL text or None: not run there)
 
 
+def _array(values: Iterable[str | int]) -> str:
+    """A PostgreSQL array literal of ``values`` (every element quoted): sent as one text
+    parameter and cast in the statement, it costs the driver a string, where a Python list
+    would be adapted element by element."""
+    parts = ('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(parts) + "}"
+
+
 def _fetch(
-    conn: Connection, queries: list[_Query], params: dict[str, Any]
+    conn: Connection, queries: list[_Query], params: dict[str, list[Any]]
 ) -> list[list[tuple[Any, ...]]]:
-    """The rows of each of ``queries``, run in order with ``params``. PostgreSQL: their texts
-    in one pipeline (one round trip; statements after a failed one are not run); elsewhere the
-    SQLAlchemy statements, one by one (a query without one is skipped)."""
+    """The rows of each of ``queries``, run in order with ``params`` (lists). PostgreSQL: their
+    texts, the lists as array literals, in one pipeline (one round trip; statements after a
+    failed one are not run); elsewhere the SQLAlchemy statements, one by one (a query without
+    one is skipped)."""
     if not is_postgres(conn):
         return [list(conn.execute(q, params)) if q is not None else [] for q, _ in queries]
     import psycopg
+
+    arrays = {k: _array(v) for k, v in params.items()}
 
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -128,10 +139,10 @@ def _fetch(
                 assert text is not None
                 sql = text
                 curs.append(raw.cursor())
-                curs[-1].execute(sql, params)
+                curs[-1].execute(sql, arrays)
             return [cur.fetchall() for cur in curs]
     except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
-        raise DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        raise DBAPIError.instance(sql, arrays, exc, psycopg.Error) from exc
     finally:
         for cur in curs:
             cur.close()
@@ -280,7 +291,7 @@ class Matcher:
     ) -> list[tuple[str, int, int, bytes]]:
         """(id, version, lastUpdated, data) of the candidates: one round trip, which first
         takes the advisory locks ``lock_ids`` on PostgreSQL."""
-        params = {
+        params: dict[str, list[Any]] = {
             "keys": sorted(keys),
             "soft": sorted(k for k in keys if not k.startswith(IDENTIFIER_KINDS)),
             "exclude": sorted(exclude),

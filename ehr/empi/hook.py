@@ -120,7 +120,14 @@ class Empi:
             elif is_internal(ctx):
                 self.matcher.index(ctx, write.rid, self.matcher.extract(new))
             else:
-                self.match_source(ctx, write.rid, new, old, created=write.kind == "create")
+                self.match_source(
+                    ctx,
+                    write.rid,
+                    new,
+                    old,
+                    created=write.kind == "create",
+                    new_id=write.kind == "create" and not write.client_id,
+                )
 
     # -- steps ---------------------------------------------------------------------------------
     def lock(self, ctx: WriteContext, keys: frozenset[str]) -> None:
@@ -149,9 +156,11 @@ class Empi:
         old: dict[str, Any] | None,
         *,
         created: bool = False,
+        new_id: bool = False,
     ) -> None:
         """Index and (re)match source Patient ``rid`` whose next content is ``new``
-        (``created``: a brand-new resource, which has no golden record nor blocking rows)."""
+        (``created``: a brand-new resource, which has no golden record nor blocking rows;
+        ``new_id``: and its id was just assigned by the server, so no Task is about it yet)."""
         f = self.matcher.extract(new)
         conn = ctx.conn
         lock_ids: list[int] = []
@@ -182,7 +191,7 @@ class Empi:
         elif len(probable) == 1:
             target = probable[0]
         if current is None:
-            self._place_new(ctx, rid, new, target, review, created=created)
+            self._place_new(ctx, rid, new, target, review, created=created, new_id=new_id)
         else:
             self._recheck(ctx, rid, new, f, current, target, review)
 
@@ -204,6 +213,7 @@ class Empi:
         review: list[Candidate],
         *,
         created: bool,
+        new_id: bool = False,
     ) -> None:
         review = [c for c in review if c is not target]
         linked = False
@@ -227,7 +237,11 @@ class Empi:
             create_golden(ctx, rid, new, link_entry(rid, grade="certain", manual=False))
         if review:
             raise_review(
-                ctx, rid, review, reason=f"Patient/{rid} possibly matches an existing citizen"
+                ctx,
+                rid,
+                review,
+                reason=f"Patient/{rid} possibly matches an existing citizen",
+                new_id=new_id,
             )
 
     def _recheck(
