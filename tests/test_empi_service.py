@@ -694,3 +694,21 @@ def test_backfill_links_patients_stored_before_the_empi(store: Store) -> None:
     assert golden_record_id(store, first.rid) == golden_record_id(store, second.rid)
     assert golden_record_id(store, third.rid) not in (None, golden_record_id(store, first.rid))
     assert backfill(store) == 0
+
+
+def test_array_parameters_round_trip(store: Store) -> None:
+    """PostgreSQL: blocking keys and ids go to the candidate query as array literals."""
+    from sqlalchemy import text
+
+    from ehr.empi.candidates import _array
+
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("array literals are PostgreSQL's")
+    values = ['id:urn:x|a"b', "id:urn:x|c\\d", "x,y", "{z}", " sp ", "NULL", "", "nm:wang|ming"]
+    with store.engine.connect() as conn:
+        for vs in (values, [], [""]):
+            got = conn.execute(text("SELECT CAST(:a AS text[])"), {"a": _array(vs)}).scalar_one()
+            assert got == vs
+        ids = [1, -(2**63), 2**63 - 1]
+        got = conn.execute(text("SELECT CAST(:a AS bigint[])"), {"a": _array(ids)}).scalar_one()
+        assert got == ids

@@ -112,8 +112,10 @@ def _array(values: Iterable[str | int]) -> str:
     """A PostgreSQL array literal of ``values`` (every element quoted): sent as one text
     parameter and cast in the statement, it costs the driver a string, where a Python list
     would be adapted element by element."""
-    parts = ('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    return "{" + ",".join(parts) + "}"
+    text = [str(v) for v in values]
+    if any("\\" in t or '"' in t for t in text):
+        text = [t.replace("\\", "\\\\").replace('"', '\\"') for t in text]
+    return '{"' + '","'.join(text) + '"}' if text else "{}"
 
 
 def _fetch(
