@@ -260,6 +260,30 @@ def test_possible_match_just_below_the_upper_threshold_opens_a_review(
         resolve_review(store, task["id"], "no-match")
 
 
+def test_a_plain_patient_linking_a_source_is_not_its_golden_record(
+    store: Store, empi: Empi
+) -> None:
+    """Candidates are grouped by the golden-tagged Patient linking them: another Patient whose
+    ``link`` refers to the source (written before the golden record, so older) is not one."""
+    citizen = cid(3)
+    other = store.create(
+        {
+            "resourceType": "Patient",
+            "name": [{"text": "欧阳娜娜"}],
+            "birthDate": "1970-01-01",
+            "link": [{"other": {"reference": "Patient/src-1"}, "type": "seealso"}],
+        }
+    )
+    put(store, {**patient("hosp-01", "A-001", citizen=citizen), "id": "src-1"})
+    gid = golden_record_id(store, "src-1")
+    assert gid not in (None, "src-1", other.rid)
+    b = store.create(patient("hosp-02", "B-001", citizen=citizen))
+    assert golden_record_id(store, b.rid) == gid
+    with store.read_conn() as conn:
+        found = empi.matcher.candidates(conn, empi.matcher.extract(patient("x", "1")))
+    assert [c.golden_id for c in found] == [gid]
+
+
 def test_no_match_decision_is_remembered(store: Store, empi: Empi) -> None:
     first = store.create(
         patient("hosp-01", "1", phone="13800138000", line="文三路90号1幢2单元301室")
@@ -670,3 +694,21 @@ def test_backfill_links_patients_stored_before_the_empi(store: Store) -> None:
     assert golden_record_id(store, first.rid) == golden_record_id(store, second.rid)
     assert golden_record_id(store, third.rid) not in (None, golden_record_id(store, first.rid))
     assert backfill(store) == 0
+
+
+def test_array_parameters_round_trip(store: Store) -> None:
+    """PostgreSQL: blocking keys and ids go to the candidate query as array literals."""
+    from sqlalchemy import text
+
+    from ehr.empi.candidates import _array
+
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("array literals are PostgreSQL's")
+    values = ['id:urn:x|a"b', "id:urn:x|c\\d", "x,y", "{z}", " sp ", "NULL", "", "nm:wang|ming"]
+    with store.engine.connect() as conn:
+        for vs in (values, [], [""]):
+            got = conn.execute(text("SELECT CAST(:a AS text[])"), {"a": _array(vs)}).scalar_one()
+            assert got == vs
+        ids = [1, -(2**63), 2**63 - 1]
+        got = conn.execute(text("SELECT CAST(:a AS bigint[])"), {"a": _array(ids)}).scalar_one()
+        assert got == ids

@@ -5,9 +5,15 @@ algorithm"). The keys are those of :mod:`ehr.empi.blocking`, stored in ``empi_bl
 (:mod:`ehr.empi.tables`); scoring is :func:`ehr.empi.scoring.score`, graded per golden record by
 :func:`ehr.empi.scoring.resolve`.
 
-One lookup is two indexed queries whatever the population: the candidates' current Patient rows
-with their golden record ids (blocks larger than ``max_block`` left out, identifier blocks
-never), and the counts of their name keys. Features of a stored Patient are cached by
+One lookup is one indexed query when nobody shares a blocking key (most registrations): the
+candidates' current Patient rows (blocks larger than ``max_block`` left out, identifier blocks
+never). When there are candidates, a second round trip brings the Patients linking them (their
+golden records, whose no-match decisions are read from the same rows) and the counts of their
+name keys. On PostgreSQL the statements of a round trip go in one pipeline, each with a constant
+text (arrays, not expanded ``IN`` lists: psycopg prepares them once per connection), and a
+registration's advisory locks (:meth:`Matcher.candidates` ``lock_ids``) are taken in the first
+one, ahead of the candidate query: each statement of a pipeline reads with its own snapshot, so
+the candidates are read after the locks are held. Features of a stored Patient are cached by
 (id, version, lastUpdated), so a common candidate is not re-parsed at every registration.
 
 **Name frequency.** ``count(name key) / population``, where the population is the number of
@@ -29,12 +35,15 @@ from typing import Any
 import orjson
 from sqlalchemy import bindparam, delete, false, func, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ehr.empi.blocking import IDENTIFIER_KINDS, blocking_keys, name_count_keys
 from ehr.empi.features import IdentityConfig, PatientFeatures, extract
-from ehr.empi.links import golden_of_column, load_patients, no_match_ids
+from ehr.empi.links import is_golden, no_match_ids
 from ehr.empi.scoring import Grade, MatchConfig, MatchScore, resolve, score
 from ehr.empi.tables import ALL_KEY, empi_blocking
+from ehr.search.tables import idx_reference
+from ehr.storage.db import is_postgres
 from ehr.storage.tables import resources
 from ehr.store import WriteContext
 
@@ -61,9 +70,84 @@ class Candidate:
 
 _COUNTS = (
     select(empi_blocking.c.key, func.count())
-    .where(empi_blocking.c.key.in_(bindparam("keys", expanding=True)))
+    .where(empi_blocking.c.key.in_(bindparam("names", expanding=True)))
     .group_by(empi_blocking.c.key)
 )
+_PG_COUNTS = (
+    "SELECT key, count(*) FROM empi_blocking WHERE key = ANY(%(names)s::text[]) GROUP BY key"
+)
+
+#: the Patients whose ``link`` refers to one of ``ids`` (a golden record links its sources), with
+#: their content: which of them are golden records, and their no-match decisions, are read from it
+_REFERRERS = (
+    select(
+        idx_reference.c.target_id,
+        resources.c.rid,
+        resources.c.data,
+    )
+    .select_from(idx_reference.join(resources, resources.c.pk == idx_reference.c.pk))
+    .where(
+        idx_reference.c.target_id.in_(bindparam("ids", expanding=True)),
+        idx_reference.c.target_type == "Patient",
+        idx_reference.c.rtype == "Patient",
+        idx_reference.c.param == "link",
+        resources.c.deleted == false(),
+    )
+    .order_by(resources.c.pk)
+)
+_PG_REFERRERS = (
+    "SELECT ref.target_id, g.rid, g.data FROM idx_reference AS ref"
+    " JOIN resources AS g ON g.pk = ref.pk"
+    " WHERE ref.target_id = ANY(%(ids)s::text[]) AND ref.target_type = 'Patient'"
+    " AND ref.rtype = 'Patient' AND ref.param = 'link' AND g.deleted = false ORDER BY g.pk"
+)
+
+#: the advisory locks of a registration's blocking keys, in the order given (PostgreSQL)
+_PG_LOCK = "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%(lock_ids)s::bigint[]) AS t(k)"
+
+_Query = tuple[Any, str | None]  # (SQLAlchemy statement, PostgreSQL text or None: not run there)
+
+
+def _array(values: Iterable[str | int]) -> str:
+    """A PostgreSQL array literal of ``values`` (every element quoted): sent as one text
+    parameter and cast in the statement, it costs the driver a string, where a Python list
+    would be adapted element by element."""
+    text = [str(v) for v in values]
+    if any("\\" in t or '"' in t for t in text):
+        text = [t.replace("\\", "\\\\").replace('"', '\\"') for t in text]
+    return '{"' + '","'.join(text) + '"}' if text else "{}"
+
+
+def _fetch(
+    conn: Connection, queries: list[_Query], params: dict[str, list[Any]]
+) -> list[list[tuple[Any, ...]]]:
+    """The rows of each of ``queries``, run in order with ``params`` (lists). PostgreSQL: their
+    texts, the lists as array literals, in one pipeline (one round trip; statements after a
+    failed one are not run); elsewhere the SQLAlchemy statements, one by one (a query without
+    one is skipped)."""
+    if not is_postgres(conn):
+        return [list(conn.execute(q, params)) if q is not None else [] for q, _ in queries]
+    import psycopg
+
+    arrays = {k: _array(v) for k, v in params.items()}
+
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    sql = ""
+    curs: list[psycopg.Cursor[Any]] = []
+    try:
+        with raw.pipeline():
+            for _, text in queries:
+                assert text is not None
+                sql = text
+                curs.append(raw.cursor())
+                curs[-1].execute(sql, arrays)
+            return [cur.fetchall() for cur in curs]
+    except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
+        raise DBAPIError.instance(sql, arrays, exc, psycopg.Error) from exc
+    finally:
+        for cur in curs:
+            cur.close()
 
 
 class _Frequencies:
@@ -156,8 +240,7 @@ class Matcher:
     @cached_property
     def _rows_stmt(self) -> Any:
         """The candidate query, built once (expanding parameters ``keys``, ``soft``,
-        ``exclude``): rows and golden ids of the current source Patients sharing a usable
-        blocking key."""
+        ``exclude``): the rows of the current source Patients sharing a usable blocking key."""
         b, big, r = empi_blocking.alias("b"), empi_blocking.alias("big"), resources.alias("r")
         too_big = (
             select(big.c.key)
@@ -170,7 +253,7 @@ class Matcher:
         )
         # no ORDER BY: sorting by pk would make the planner walk every Patient in pk order
         return (
-            select(r.c.rid, r.c.version, r.c.last_updated, r.c.data, golden_of_column(r.c.rid))
+            select(r.c.rid, r.c.version, r.c.last_updated, r.c.data)
             .where(
                 r.c.rtype == "Patient",
                 r.c.rid.in_(ids),
@@ -180,30 +263,73 @@ class Matcher:
             .limit(self.max_candidates)
         )
 
+    @cached_property
+    def _pg_rows(self) -> str:
+        """:attr:`_rows_stmt` for PostgreSQL, with array parameters (one text for any number
+        of keys). Its shape fixes the plan whatever the statistics say (they lag behind a
+        table that grows from empty, as ``empi_blocking`` does when the EMPI is new): the
+        blocking rows by key, then each candidate's row by its id (a ``LIMIT`` keeps the
+        lateral subquery a parameterized index lookup rather than a join the planner may
+        turn into a scan of every Patient)."""
+        return (
+            "SELECT r.rid, r.version, r.last_updated, r.data FROM ("
+            "SELECT DISTINCT b.patient_id FROM empi_blocking AS b"
+            " WHERE b.key = ANY(%(keys)s::text[]) AND b.key <> ALL(ARRAY("
+            "SELECT big.key FROM empi_blocking AS big WHERE big.key = ANY(%(soft)s::text[])"
+            f" GROUP BY big.key HAVING count(*) > {int(self.max_block)}))"
+            " AND b.patient_id <> ALL(%(exclude)s::text[])) AS ids"
+            " CROSS JOIN LATERAL (SELECT r.rid, r.version, r.last_updated, r.data"
+            " FROM resources AS r WHERE r.rtype = 'Patient' AND r.rid = ids.patient_id"
+            " AND r.deleted = false LIMIT 1) AS r"
+            f" LIMIT {int(self.max_candidates)}"
+        )
+
     def _candidate_rows(
-        self, conn: Connection, keys: Collection[str], exclude: Collection[str]
-    ) -> list[tuple[str, int, int, bytes, str | None]]:
-        """(id, version, lastUpdated, data, golden id) of the candidates: one query (blocks,
-        rows and golden records together)."""
-        params = {
+        self,
+        conn: Connection,
+        keys: Collection[str],
+        exclude: Collection[str],
+        lock_ids: Collection[int] = (),
+    ) -> list[tuple[str, int, int, bytes]]:
+        """(id, version, lastUpdated, data) of the candidates: one round trip, which first
+        takes the advisory locks ``lock_ids`` on PostgreSQL."""
+        params: dict[str, list[Any]] = {
             "keys": sorted(keys),
             "soft": sorted(k for k in keys if not k.startswith(IDENTIFIER_KINDS)),
             "exclude": sorted(exclude),
+            "lock_ids": list(lock_ids),
         }
+        queries: list[_Query] = [(self._rows_stmt, self._pg_rows)]
+        if lock_ids and is_postgres(conn):
+            queries.insert(0, (None, _PG_LOCK))
+        found = _fetch(conn, queries, params)[-1]
         rows = [
-            (str(rid), int(v), int(ts), data, str(g) if g is not None else None)
-            for rid, v, ts, data, g in conn.execute(self._rows_stmt, params)
+            (str(rid), int(v), int(ts), bytes(data))
+            for rid, v, ts, data in found
             if data is not None
         ]
         rows.sort()
         return rows
 
-    def _name_counts(self, conn: Connection, keys: Iterable[str]) -> dict[str, int]:
-        wanted = sorted(set(keys))
-        if not wanted:
-            return {}
-        rows = conn.execute(_COUNTS, {"keys": wanted})
-        return {str(k): int(n) for k, n in rows}
+    def _links_and_counts(
+        self, conn: Connection, ids: Collection[str], names: Iterable[str]
+    ) -> tuple[dict[str, tuple[str, dict[str, Any]]], dict[str, int]]:
+        """One round trip: source id -> (id, content) of the golden record linking it (the
+        oldest one, if several), and the counts of name keys ``names``."""
+        params = {"ids": sorted(ids), "names": sorted(set(names))}
+        links, counts = _fetch(conn, [(_REFERRERS, _PG_REFERRERS), (_COUNTS, _PG_COUNTS)], params)
+        goldens: dict[str, tuple[str, dict[str, Any]]] = {}
+        parsed: dict[str, dict[str, Any]] = {}
+        for target, rid, data in links:
+            target, rid = str(target), str(rid)
+            if data is None or target == rid or target in goldens:
+                continue
+            content = parsed.get(rid)
+            if content is None:
+                content = parsed[rid] = orjson.loads(data)
+            if is_golden(content):
+                goldens[target] = (rid, content)
+        return goldens, {str(k): int(n) for k, n in counts}
 
     # -- matching ------------------------------------------------------------------------------
     def candidates(
@@ -213,23 +339,26 @@ class Matcher:
         *,
         exclude: Collection[str] = (),
         source_id: str | None = None,
+        lock_ids: Collection[int] = (),
     ) -> list[Candidate]:
         """Every golden record with a source sharing a blocking key with ``f``, best first
         (grade, then score), each with its best source and its resolved grade. With
         ``source_id`` (the Patient being matched), golden records that recorded a no-match
-        decision about it are left out before grading."""
+        decision about it are left out before grading. ``lock_ids``: PostgreSQL advisory
+        locks to take (in that order) before the candidates are read."""
         keys = blocking_keys(f)
         if not keys:
             return []
-        rows = self._candidate_rows(conn, keys, exclude)
+        rows = self._candidate_rows(conn, keys, exclude, lock_ids)
         if not rows:
             return []
-        feats = {rid: self.features(rid, v, ts, data) for rid, v, ts, data, _ in rows}
-        goldens = {rid: g for rid, _, _, _, g in rows if g is not None}
+        feats = {rid: self.features(rid, v, ts, data) for rid, v, ts, data in rows}
         name_keys = set(name_count_keys(f))
         for cf in feats.values():
             name_keys |= name_count_keys(cf)
-        freq = _Frequencies(self._name_counts(conn, name_keys), self.population(conn))
+        linked, counts = self._links_and_counts(conn, feats, name_keys)
+        goldens = {rid: g for rid, (g, _) in linked.items()}
+        freq = _Frequencies(counts, self.population(conn))
         best: dict[str, tuple[str, MatchScore]] = {}
         for rid, cf in feats.items():
             s = score(f, cf, self.match, freq)
@@ -238,27 +367,32 @@ class Matcher:
             if held is None or _better(s, held[1]):
                 best[group] = (rid, s)
         if source_id is not None:
-            for g in self._refused(conn, best, goldens, source_id):
+            for g in _refused(best, linked, source_id):
                 del best[g]
         grades = resolve({g: s for g, (_, s) in best.items()})
         out = [Candidate(goldens.get(rid), rid, s, grades[g]) for g, (rid, s) in best.items()]
         out.sort(key=lambda c: (GRADE_RANK[c.grade], -c.score.total, c.key))
         return out
 
-    @staticmethod
-    def _refused(
-        conn: Connection,
-        best: dict[str, tuple[str, MatchScore]],
-        goldens: dict[str, str],
-        source_id: str,
-    ) -> set[str]:
-        gids = [
-            g
-            for g, (rid, s) in best.items()
-            if goldens.get(rid) == g and s.grade != "certainly-not"
-        ]
-        rows = load_patients(conn, gids) if gids else {}
-        return {g for g, (_, _, data) in rows.items() if source_id in no_match_ids(data)}
+
+def _refused(
+    best: dict[str, tuple[str, MatchScore]],
+    linked: dict[str, tuple[str, dict[str, Any]]],
+    source_id: str,
+) -> set[str]:
+    """The golden records (keys of ``best``) that recorded a no-match decision about
+    ``source_id``."""
+    out: set[str] = set()
+    for g, (rid, s) in best.items():
+        got = linked.get(rid)
+        if (
+            got is not None
+            and got[0] == g
+            and s.grade != "certainly-not"
+            and source_id in no_match_ids(got[1])
+        ):
+            out.add(g)
+    return out
 
 
 def _better(a: MatchScore, b: MatchScore) -> bool:

@@ -25,6 +25,7 @@ http://hl7.org/fhir/R4/datatypes.html
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -256,10 +257,17 @@ def _has_han(s: str) -> bool:
 
 def name_forms(name: Mapping[str, Any]) -> list[NameForm]:
     """The forms of one HumanName: Han characters and/or a romanised name."""
-    forms: list[NameForm] = []
     family = str(name.get("family") or "")
-    given_parts = [str(g) for g in name.get("given") or [] if g]
+    given_parts = tuple(str(g) for g in name.get("given") or [] if g)
     text = str(name.get("text") or "")
+    return list(_name_forms(family, given_parts, text))
+
+
+@functools.lru_cache(maxsize=16_384)
+def _name_forms(family: str, given_parts: tuple[str, ...], text: str) -> tuple[NameForm, ...]:
+    """:func:`name_forms` of one (family, given, text), cached: names recur across a
+    population, and their pinyin readings are the costly part of a registration's features."""
+    forms: list[NameForm] = []
     given_joined = "".join(given_parts)
     if _has_han(family) or _has_han(given_joined):
         fam, giv = _han_only(family), _han_only(given_joined)
@@ -282,7 +290,7 @@ def name_forms(name: Mapping[str, Any]) -> list[NameForm]:
     for f in forms:
         if (f.family or f.given) and f not in unique:
             unique.append(f)
-    return unique
+    return tuple(unique)
 
 
 # ------------------------------------------------------------------------- phone, address

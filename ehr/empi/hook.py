@@ -8,7 +8,8 @@ every create or update of a *source* Patient (golden records are skipped):
 
 1. its features are extracted (:func:`ehr.empi.features.extract`) and its blocking keys locked
    (PostgreSQL transaction-scoped advisory locks, the ids ``ctx.lock_condition`` would use, all
-   in one statement in ascending order; SQLite's single writer serializes anyway). Two registrations that could match each other
+   in one statement in ascending order, for a new Patient in the round trip of its candidate
+   query; SQLite's single writer serializes anyway). Two registrations that could match each other
    share a blocking key, so they run one after the other and the second sees the first's golden
    record: concurrent registrations of one citizen end with one golden record;
 2. candidates are scored and graded per golden record (:class:`ehr.empi.candidates.Matcher`),
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from ehr.empi.audit import _audit
 from ehr.empi.blocking import blocking_keys
@@ -118,24 +120,33 @@ class Empi:
             elif is_internal(ctx):
                 self.matcher.index(ctx, write.rid, self.matcher.extract(new))
             else:
-                self.match_source(ctx, write.rid, new, old, created=write.kind == "create")
+                self.match_source(
+                    ctx,
+                    write.rid,
+                    new,
+                    old,
+                    created=write.kind == "create",
+                    new_id=write.kind == "create" and not write.client_id,
+                )
 
     # -- steps ---------------------------------------------------------------------------------
     def lock(self, ctx: WriteContext, keys: frozenset[str]) -> None:
         """Take the transaction-scoped advisory locks of ``keys`` on PostgreSQL, in one
         statement and in ascending lock-id order (so two registrations never wait on each
         other in a cycle). The lock ids are those ``ctx.lock_condition("Patient",
-        [("empi-block", key)])`` takes; SQLite's single writer needs none."""
+        [("empi-block", key)])`` takes; SQLite's single writer needs none. (A new Patient's
+        locks are taken in the round trip of its candidate query instead, see
+        :meth:`match_source`.)"""
         conn = ctx.conn
-        if not keys or not is_postgres(conn):
-            return
-        ids = sorted({_lock_id(k) for k in keys})
-        conn.execute(
-            text(
-                "SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:ids AS bigint[])) AS t(k)"
-            ),
-            {"ids": ids},
-        )
+        ids = _lock_ids(conn, keys)
+        if ids:
+            conn.execute(
+                text(
+                    "SELECT count(pg_advisory_xact_lock(k))"
+                    " FROM unnest(CAST(:ids AS bigint[])) AS t(k)"
+                ),
+                {"ids": ids},
+            )
 
     def match_source(
         self,
@@ -145,20 +156,26 @@ class Empi:
         old: dict[str, Any] | None,
         *,
         created: bool = False,
+        new_id: bool = False,
     ) -> None:
         """Index and (re)match source Patient ``rid`` whose next content is ``new``
-        (``created``: a brand-new resource, which has no golden record nor blocking rows)."""
+        (``created``: a brand-new resource, which has no golden record nor blocking rows;
+        ``new_id``: and its id was just assigned by the server, so no Task is about it yet)."""
         f = self.matcher.extract(new)
-        self.lock(ctx, blocking_keys(f))
+        conn = ctx.conn
+        lock_ids: list[int] = []
+        if created:  # nothing to read first: the locks join the candidate query's round trip
+            lock_ids = _lock_ids(conn, blocking_keys(f))
+        else:
+            self.lock(ctx, blocking_keys(f))
         current = None if created else golden_of(ctx, rid)
         if current is not None and old is not None and self.matcher.extract(old) == f:
             refresh(ctx, current, {rid: new})
             return
-        cands = [
-            c
-            for c in self.matcher.candidates(ctx.conn, f, exclude={rid}, source_id=rid)
-            if c.golden_id is not None
-        ]
+        found = self.matcher.candidates(
+            ctx.conn, f, exclude={rid}, source_id=rid, lock_ids=lock_ids
+        )
+        cands = [c for c in found if c.golden_id is not None]
         # indexed after scoring: name frequencies count the population without this record,
         # exactly as ``$match`` of the same Patient would
         self.matcher.index(ctx, rid, f, replace=not created)
@@ -174,7 +191,7 @@ class Empi:
         elif len(probable) == 1:
             target = probable[0]
         if current is None:
-            self._place_new(ctx, rid, new, target, review, created=created)
+            self._place_new(ctx, rid, new, target, review, created=created, new_id=new_id)
         else:
             self._recheck(ctx, rid, new, f, current, target, review)
 
@@ -196,6 +213,7 @@ class Empi:
         review: list[Candidate],
         *,
         created: bool,
+        new_id: bool = False,
     ) -> None:
         review = [c for c in review if c is not target]
         linked = False
@@ -219,7 +237,11 @@ class Empi:
             create_golden(ctx, rid, new, link_entry(rid, grade="certain", manual=False))
         if review:
             raise_review(
-                ctx, rid, review, reason=f"Patient/{rid} possibly matches an existing citizen"
+                ctx,
+                rid,
+                review,
+                reason=f"Patient/{rid} possibly matches an existing citizen",
+                new_id=new_id,
             )
 
     def _recheck(
@@ -301,6 +323,13 @@ class Empi:
                 task["status"] = "cancelled"
                 task["statusReason"] = {"text": f"Patient/{rid} was deleted"}
                 ctx.update("Task", row.rid, task, if_match=row.version, validate=False)
+
+
+def _lock_ids(conn: Connection, keys: frozenset[str]) -> list[int]:
+    """The advisory lock ids of blocking keys ``keys``, ascending (none on SQLite)."""
+    if not keys or not is_postgres(conn):
+        return []
+    return sorted({_lock_id(k) for k in keys})
 
 
 def _lock_id(key: str) -> int:

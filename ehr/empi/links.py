@@ -66,7 +66,6 @@ __all__ = [
     "MATCH_GRADE_EXT",
     "NO_MATCH_EXT",
     "golden_ids_of",
-    "golden_of_column",
     "golden_sources",
     "is_golden",
     "link_entry",
@@ -282,37 +281,6 @@ def new_golden_id() -> str:
 
 
 # ----------------------------------------------------------------------------------- lookups
-
-
-def golden_of_column(source_rid: Any) -> Any:
-    """A correlated scalar subquery: the id of the golden record linking ``source_rid`` (a
-    column holding a source Patient id), NULL if none."""
-    ref, tag, g = idx_reference.alias("gref"), idx_token.alias("gtag"), resources.alias("gold")
-    return (
-        select(g.c.rid)
-        .select_from(
-            ref.join(g, g.c.pk == ref.c.pk).join(
-                tag,
-                and_(
-                    tag.c.pk == g.c.pk,
-                    tag.c.param == "_tag",
-                    tag.c.system == EMPI_SYSTEM,
-                    tag.c.code == "golden",
-                ),
-            )
-        )
-        .where(
-            ref.c.target_id == source_rid,
-            ref.c.target_type == "Patient",
-            ref.c.rtype == "Patient",
-            ref.c.param == "link",
-            g.c.deleted == false(),
-            g.c.rid != source_rid,
-        )
-        .order_by(g.c.pk)
-        .limit(1)
-        .scalar_subquery()
-    )
 
 
 def golden_ids_of(conn: Connection, source_ids: Iterable[str]) -> dict[str, str]:

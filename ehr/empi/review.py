@@ -126,12 +126,19 @@ def _open_task(ctx: WriteContext, source_id: str) -> tuple[str, int, dict[str, A
 
 
 def raise_review(
-    ctx: WriteContext, source_id: str, candidates: Sequence[Candidate], *, reason: str
+    ctx: WriteContext,
+    source_id: str,
+    candidates: Sequence[Candidate],
+    *,
+    reason: str,
+    new_id: bool = False,
 ) -> str:
-    """Open (or extend) the review Task of ``source_id`` with ``candidates``; its id."""
+    """Open (or extend) the review Task of ``source_id`` with ``candidates``; its id.
+    ``new_id``: the Patient's id was assigned by the server in this transaction, so it has no
+    Task yet (none is looked for)."""
     now = us_to_instant(now_us())
     inputs = [candidate_input(c) for c in candidates]
-    existing = _open_task(ctx, source_id)
+    existing = None if new_id else _open_task(ctx, source_id)
     if existing is not None:
         rid, version, held = existing
         fresh = {c.key for c in candidates}
