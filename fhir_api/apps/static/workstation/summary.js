@@ -89,9 +89,10 @@ export async function showPatient(container, pid, ctx = {}) {
     grid,
     results,
   );
+  // the heading takes the focus as soon as it is there (the charts below may take a while)
+  container.querySelector('#patient-name').focus();
   if (observations.status === 'rejected') results.append(failed(observations));
   else await drawResults(results, observations.value);
-  container.querySelector('#patient-name').focus();
 }
 
 function section(id, title, body) {
