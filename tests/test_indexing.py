@@ -619,26 +619,29 @@ def test_resolve_is_filter_keeps_identifier_only_of_unknown_type() -> None:
 # --------------------------------------------------------------------------- custom parameters
 
 
+def _custom(code: str, url: str, type_: str, expression: str) -> SearchParamDef:
+    """A custom search parameter on Patient."""
+    return SearchParamDef(
+        code=code, url=url, type=type_, base=("Patient",), expression=expression, custom=True
+    )
+
+
 def test_custom_search_parameter_is_extracted() -> None:
     reg = SearchParamRegistry()
     reg.add(
-        SearchParamDef(
-            code="mothers-maiden-name",
-            url="http://example.org/SearchParameter/mmn",
-            type="string",
-            base=("Patient",),
-            expression="Patient.extension('http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName').value.ofType(string)",
-            custom=True,
+        _custom(
+            "mothers-maiden-name",
+            "http://example.org/SearchParameter/mmn",
+            "string",
+            "Patient.extension('http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName').value.ofType(string)",
         )
     )
     reg.add(
-        SearchParamDef(
-            code="family-select",
-            url="http://example.org/SearchParameter/fs",
-            type="string",
-            base=("Patient",),
-            expression="Patient.name.select(family)",  # not compiled: fhirpathpy evaluates it
-            custom=True,
+        _custom(
+            "family-select",
+            "http://example.org/SearchParameter/fs",
+            "string",
+            "Patient.name.select(family)",  # not compiled: fhirpathpy evaluates it
         )
     )
     p = {
@@ -663,13 +666,11 @@ def test_custom_search_parameter_is_extracted() -> None:
 
 def test_custom_parameter_added_to_default_registry() -> None:
     reg = search_parameters()
-    sp = SearchParamDef(
-        code="x-nickname",
-        url="http://example.org/SearchParameter/x-nickname-test",
-        type="token",
-        base=("Patient",),
-        expression="Patient.extension.where(url='http://example.org/ext/nick').value",
-        custom=True,
+    sp = _custom(
+        "x-nickname",
+        "http://example.org/SearchParameter/x-nickname-test",
+        "token",
+        "Patient.extension.where(url='http://example.org/ext/nick').value",
     )
     reg.add(sp)
     try:
@@ -690,13 +691,11 @@ def test_index_plan_follows_registry_changes() -> None:
         reg.add(sp)
     patient = {"resourceType": "Patient", "gender": "female", "birthDate": "1980-02-03"}
     assert rows(patient, "token", "mothers-gender", registry=reg) == []
-    sp = SearchParamDef(
-        code="mothers-gender",
-        url="http://example.org/SearchParameter/mothers-gender",
-        type="token",
-        base=("Patient",),
-        expression="Patient.gender",
-        custom=True,
+    sp = _custom(
+        "mothers-gender",
+        "http://example.org/SearchParameter/mothers-gender",
+        "token",
+        "Patient.gender",
     )
     reg.add(sp)
     assert rows(patient, "token", "mothers-gender", registry=reg) == [{"code": "female"}]

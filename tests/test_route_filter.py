@@ -4,10 +4,12 @@ the route index picks the route the whole router would."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends
+import pytest
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.requests import Request
@@ -94,90 +96,83 @@ def _first(routes: list[Any], scope: dict[str, Any], own: bool) -> tuple[int, Ma
     return partial or (-1, Match.NONE)
 
 
-def test_prefilter_changes_no_routing_decision(tmp_path: Path) -> None:
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[FastAPI]:
+    """The API on a fresh SQLite store."""
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     store.migrate()
     try:
-        app = create_app(store, settings())
-        install(app)
-        prefilter(app.router.routes)
-        routes = app.router.routes
-        assert sum("matches" in vars(r) for r in routes) > 60  # the pre-check is in place
-        for path in PATHS:
-            for method in METHODS:
-                scope = _scope(method, path)
-                assert _first(routes, scope, own=False) == _first(routes, scope, own=True), (
+        yield create_app(store, settings())
+    finally:
+        store.dispose()
+
+
+def test_prefilter_changes_no_routing_decision(app: FastAPI) -> None:
+    install(app)
+    prefilter(app.router.routes)
+    routes = app.router.routes
+    assert sum("matches" in vars(r) for r in routes) > 60  # the pre-check is in place
+    for path in PATHS:
+        for method in METHODS:
+            scope = _scope(method, path)
+            assert _first(routes, scope, own=False) == _first(routes, scope, own=True), (
+                method,
+                path,
+            )
+            for r in routes:  # and route by route
+                assert r.matches(dict(scope))[0] == type(r).matches(r, dict(scope))[0], (
                     method,
                     path,
+                    getattr(r, "path", r),
                 )
-                for r in routes:  # and route by route
-                    assert r.matches(dict(scope))[0] == type(r).matches(r, dict(scope))[0], (
-                        method,
-                        path,
-                        getattr(r, "path", r),
-                    )
-    finally:
-        store.dispose()
 
 
-def test_route_index_picks_the_routers_route(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    store.migrate()
-    try:
-        app = create_app(store, settings())
-        install(app)
-        index = app.router.middleware_stack
-        assert isinstance(index, RouteIndex)
-        routes = app.router.routes
-        for path in PATHS:
-            for method in METHODS:
-                scope = _scope(method, path)
-                i, match = _first(routes, scope, own=True)
-                view = index.select(dict(scope))
-                if i < 0:
-                    assert view is None, (method, path)
-                    continue
-                assert view is not None, (method, path)
-                j, via_index = _first(view.routes, scope, own=False)
-                assert (view.routes[j], via_index) == (routes[i], match), (method, path)
-    finally:
-        store.dispose()
+def test_route_index_picks_the_routers_route(app: FastAPI) -> None:
+    install(app)
+    index = app.router.middleware_stack
+    assert isinstance(index, RouteIndex)
+    routes = app.router.routes
+    for path in PATHS:
+        for method in METHODS:
+            scope = _scope(method, path)
+            i, match = _first(routes, scope, own=True)
+            view = index.select(dict(scope))
+            if i < 0:
+                assert view is None, (method, path)
+                continue
+            assert view is not None, (method, path)
+            j, via_index = _first(view.routes, scope, own=False)
+            assert (view.routes[j], via_index) == (routes[i], match), (method, path)
 
 
-def test_route_index_sees_routes_changed_after_startup(tmp_path: Path) -> None:
+def test_route_index_sees_routes_changed_after_startup(app: FastAPI) -> None:
     """A route added (or replaced) after the app served requests is routed to at once."""
-    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
-    store.migrate()
-    try:
-        app = create_app(store, settings())
 
-        async def pong(request: Request) -> Response:
-            return PlainTextResponse(request.url_for("pong").path)
+    async def pong(request: Request) -> Response:
+        return PlainTextResponse(request.url_for("pong").path)
 
-        with TestClient(app, base_url="http://localhost/fhir") as client:
-            assert client.get("/metadata").status_code == 200
-            assert client.get("/$pong").status_code == 404
-            first = app.state.first_fhir_route
-            app.router.routes.insert(first, Route("/fhir/$pong", pong, name="pong"))
-            r = client.get("/$pong")
-            assert (r.status_code, r.text) == (200, "/fhir/$pong")
-            assert client.post("/$pong").status_code == 405
-            app.router.routes[first] = Route("/fhir/$pong", pong, methods=["POST"])
-            assert client.get("/$pong").status_code == 405
-            del app.router.routes[first]
-            assert client.get("/$pong").status_code == 404
+    with TestClient(app, base_url="http://localhost/fhir") as client:
+        assert client.get("/metadata").status_code == 200
+        assert client.get("/$pong").status_code == 404
+        first = app.state.first_fhir_route
+        app.router.routes.insert(first, Route("/fhir/$pong", pong, name="pong"))
+        r = client.get("/$pong")
+        assert (r.status_code, r.text) == (200, "/fhir/$pong")
+        assert client.post("/$pong").status_code == 405
+        app.router.routes[first] = Route("/fhir/$pong", pong, methods=["POST"])
+        assert client.get("/$pong").status_code == 405
+        del app.router.routes[first]
+        assert client.get("/$pong").status_code == 404
 
-            async def refuse() -> None:
-                raise Forbidden("gated")
+        async def refuse() -> None:
+            raise Forbidden("gated")
 
-            open_route = APIRoute("/fhir/$pong", pong, methods=["GET"], name="pong")
-            app.router.routes.insert(first, open_route)
-            assert client.get("/$pong").status_code == 200
-            gated = APIRoute(
-                "/fhir/$pong", pong, methods=["GET"], name="pong", dependencies=[Depends(refuse)]
-            )
-            assert gated == open_route  # Starlette's equality: path, endpoint, methods
-            app.router.routes[first] = gated  # e.g. fhir_api.security.domain.gate_domain_routes
-            assert client.get("/$pong").status_code == 403
-    finally:
-        store.dispose()
+        open_route = APIRoute("/fhir/$pong", pong, methods=["GET"], name="pong")
+        app.router.routes.insert(first, open_route)
+        assert client.get("/$pong").status_code == 200
+        gated = APIRoute(
+            "/fhir/$pong", pong, methods=["GET"], name="pong", dependencies=[Depends(refuse)]
+        )
+        assert gated == open_route  # Starlette's equality: path, endpoint, methods
+        app.router.routes[first] = gated  # e.g. fhir_api.security.domain.gate_domain_routes
+        assert client.get("/$pong").status_code == 403

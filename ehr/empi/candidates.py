@@ -35,7 +35,6 @@ from typing import Any
 import orjson
 from sqlalchemy import bindparam, delete, false, func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from ehr.empi.blocking import IDENTIFIER_KINDS, blocking_keys, name_count_keys
 from ehr.empi.features import IdentityConfig, PatientFeatures, extract
@@ -43,7 +42,7 @@ from ehr.empi.links import is_golden, no_match_ids
 from ehr.empi.scoring import Grade, MatchConfig, MatchScore, resolve, score
 from ehr.empi.tables import ALL_KEY, empi_blocking
 from ehr.search.tables import idx_reference
-from ehr.storage.db import is_postgres
+from ehr.storage.db import driver_error, is_postgres
 from ehr.storage.tables import resources
 from ehr.store import WriteContext
 
@@ -143,8 +142,8 @@ def _fetch(
                 curs.append(raw.cursor())
                 curs[-1].execute(sql, arrays)
             return [cur.fetchall() for cur in curs]
-    except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
-        raise DBAPIError.instance(sql, arrays, exc, psycopg.Error) from exc
+    except psycopg.Error as exc:
+        raise driver_error(sql, exc, arrays) from exc
     finally:
         for cur in curs:
             cur.close()

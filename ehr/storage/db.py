@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, StatementError
 
-__all__ = ["WRITE", "is_postgres", "is_sqlite", "make_engine"]
+__all__ = ["WRITE", "driver_error", "is_postgres", "is_sqlite", "make_engine"]
 
 #: execution option marking a connection that will write (SQLite: BEGIN IMMEDIATE)
 WRITE = {"ehr_write": True}
@@ -28,6 +28,17 @@ def is_sqlite(engine_or_conn: Engine | Connection) -> bool:
 
 def is_postgres(engine_or_conn: Engine | Connection) -> bool:
     return engine_or_conn.dialect.name == "postgresql"
+
+
+def driver_error(sql: str | bytes, exc: Exception, params: Any = None) -> StatementError:
+    """A psycopg error of a statement run on the driver connection (bypassing SQLAlchemy),
+    wrapped as SQLAlchemy wraps it (``IntegrityError`` for a unique violation,
+    ``OperationalError`` for a lost connection or a timeout, ...), so callers and the API's
+    error mapping see the same exceptions on every path."""
+    import psycopg
+
+    text = sql.decode() if isinstance(sql, bytes) else sql
+    return DBAPIError.instance(text, params, exc, psycopg.Error)
 
 
 def make_engine(

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, delete, insert, select, text, tuple_, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError
 
 from ehr.errors import Conflict
 from ehr.search.tables import INDEX_TABLES
+from ehr.storage.db import driver_error
 from ehr.storage.tables import history, resources
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def _one_statement(shape: Shape) -> bytes:
     for kind, n_old, owners in index_parts:
         table = INDEX_TABLES[kind]
         cols = _columns(table)
-        assert cols[0] == "pk"  # the new resources' rows give every column but it
+        assert cols[:2] == ("pk", "rtype")  # the parameters' layout in _flush_in_one
         rows = [row(len(cols)) for _ in range(n_old)]
         rows += [row(len(cols) - 1, new_pk[owner]) for owner in owners]
         ctes.append(cte(table, cols, rows))
@@ -160,15 +161,6 @@ def _one_statement(shape: Shape) -> bytes:
 def _delete_index(table: Table) -> bytes:
     """``DELETE`` of the index rows of a list of pks (PostgreSQL, ``$1`` an array)."""
     return f'DELETE FROM "{table.name}" WHERE pk = ANY($1::bigint[])'.encode()
-
-
-def _wrapped(sql: bytes, exc: Exception) -> StatementError:
-    """A driver error of a raw statement, wrapped as SQLAlchemy wraps it (``IntegrityError`` for
-    a unique violation, ``OperationalError`` for a lost connection or a timeout, ...), so callers
-    and the API's error mapping see the same exceptions on every path."""
-    import psycopg
-
-    return DBAPIError.instance(sql.decode(), None, exc, psycopg.Error)
 
 
 def _raw_cursor(raw: psycopg.Connection[Any]) -> psycopg.RawCursor[Any]:
@@ -322,16 +314,17 @@ class Repository:
         is too large for one statement: :meth:`flush` then writes it table by table."""
         pending = self._pending
         # the rows of each index table: those of resources already stored (pk known), then
-        # those of the new ones (pk from the statement: the new resource's position)
-        old: dict[str, list[dict[str, Any]]] = {}
+        # those of the new ones (pk from the statement: the new resource's position), each as
+        # (pk or position, rtype, row without pk and rtype)
+        old: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
         for pk, (rtype, idx) in self._index_rows.items():
             for kind, krows in idx.items():
                 if krows:
-                    old.setdefault(kind, []).extend({**r, "pk": pk, "rtype": rtype} for r in krows)
-        new: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+                    old.setdefault(kind, []).extend((pk, rtype, r) for r in krows)
+        new: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
         for n, (t, _, _, _, idx) in enumerate(pending):
             for kind, krows in idx.items():
-                new.setdefault(kind, []).extend((n, {**r, "rtype": t}) for r in krows)
+                new.setdefault(kind, []).extend((n, t, r) for r in krows)
         other = [(history, self._history_rows)] if self._history_rows else []
         other += [(table, rows) for table, rows in self._other_rows.items() if rows]
         sizes = [len(pending), *(len(v) for v in old.values()), *(len(v) for v in new.values())]
@@ -344,16 +337,18 @@ class Repository:
         shape = (
             len(pending),
             tuple(
-                (kind, len(old.get(kind, ())), tuple(n for n, _ in new.get(kind, ())))
+                (kind, len(old.get(kind, ())), tuple(n for n, _, _ in new.get(kind, ())))
                 for kind in kinds
             ),
             tuple((table, len(rows)) for table, rows in other),
         )
         params: list[Any] = [v for t, i, ts, d, _ in pending for v in (t, i, 1, ts, False, d)]
         for kind in kinds:
-            cols = _columns(INDEX_TABLES[kind])
-            params += [r.get(c) for r in old.get(kind, ()) for c in cols]
-            params += [r.get(c) for _, r in new.get(kind, ()) for c in cols[1:]]
+            rest = _columns(INDEX_TABLES[kind])[2:]  # after pk and rtype
+            for pk, rtype, r in old.get(kind, ()):
+                params += (pk, rtype, *[r.get(c) for c in rest])
+            for _, rtype, r in new.get(kind, ()):
+                params += (rtype, *[r.get(c) for c in rest])
         for table, rows in other:
             params += [r.get(c) for r in rows for c in _columns(table)]
         if len(params) > MAX_PARAMS:
@@ -403,9 +398,9 @@ class Repository:
         except psycopg.errors.UniqueViolation as exc:
             if new and exc.diag.table_name == resources.name:
                 raise Conflict("A resource with that id already exists", "duplicate") from exc
-            raise _wrapped(sql, exc) from exc
+            raise driver_error(sql, exc) from exc
         except psycopg.Error as exc:
-            raise _wrapped(sql, exc) from exc
+            raise driver_error(sql, exc) from exc
 
     def _flush_new(self) -> None:
         pending, self._pending = self._pending, []
@@ -458,7 +453,7 @@ class Repository:
         if not self._copy:
             self.conn.execute(insert(table), list(rows))
             return
-        cols = tuple(c.name for c in table.columns)
+        cols = _columns(table)
         if len(rows) < COPY_MIN_ROWS:
             self._raw(table, _values_insert(table, cols, len(rows)), rows, cols)
             return
@@ -473,27 +468,17 @@ class Repository:
             ):
                 for row in rows:
                     cp.write_row([row.get(c) for c in cols])
-        except psycopg.errors.UniqueViolation as exc:
-            raise IntegrityError(f"COPY {table.name}", None, exc) from exc
-        except psycopg.Error as exc:  # as SQLAlchemy would have wrapped it
-            raise DBAPIError(f"COPY {table.name}", None, exc) from exc
+        except psycopg.Error as exc:
+            raise driver_error(f"COPY {table.name}", exc) from exc
 
     def _pipelined(self, writes: Sequence[tuple[Table, Sequence[dict[str, Any]]]]) -> None:
         """PostgreSQL: the small inserts of a flush (history and index rows, one
         :func:`_values_insert` per table) sent together in one pipeline: one round trip."""
-        import psycopg
-
-        raw = self.conn.connection.driver_connection
-        assert raw is not None
-        sql = b""
-        try:
-            with raw.pipeline(), _raw_cursor(raw) as cur:
-                for table, rows in writes:
-                    cols = tuple(c.name for c in table.columns)
-                    sql = _values_insert(table, cols, len(rows))
-                    cur.execute(sql, _flat(rows, cols))
-        except psycopg.Error as exc:
-            raise _wrapped(sql, exc) from exc
+        statements = []
+        for table, rows in writes:
+            cols = _columns(table)
+            statements.append((_values_insert(table, cols, len(rows)), _flat(rows, cols)))
+        self._run_pipelined(statements, new=False, last=False)
 
     def _raw(
         self, table: Table, sql: bytes, rows: Sequence[dict[str, Any]], cols: Sequence[str]
@@ -509,7 +494,7 @@ class Repository:
                 cur.execute(sql, _flat(rows, cols))
                 return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
-            raise _wrapped(sql, exc) from exc
+            raise driver_error(sql, exc) from exc
 
     def write_version(
         self,
