@@ -188,9 +188,9 @@ SERVER_PID: dict[str, int] = {}
 def server(url: str, env: dict[str, str], workers: int, port: int) -> Iterator[str]:
     full = {**os.environ, "EHR_DATABASE_URL": url, **env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "fhir_api.security:create_secure_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-         "--log-level", "warning", "--no-access-log", "--timeout-graceful-shutdown", "20"],
+        [sys.executable, "-m", "fhir_api.cli", "serve", "--host", "127.0.0.1", "--port",
+         str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+         "--no-migrate"],
         env=full, cwd=ROOT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/fhir"

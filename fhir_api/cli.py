@@ -2,7 +2,8 @@
 
 This interface is relied on by operations scripts and the counter terminals; keep it stable:
 
-* ``ehr serve --host H --port P [--workers N]`` serves the FHIR API at ``http://H:P/fhir``;
+* ``ehr serve --host H --port P [--workers N]`` serves the FHIR API at ``http://H:P/fhir``
+  (and runs the audit shipper next to the workers: ``ehr audit ship``);
 * ``EHR_DATABASE_URL`` selects the database (default: a SQLite file in ``EHR_DATA_DIR``);
 * ``ehr migrate`` brings the schema up to date;
 * ``ehr load PATH…`` loads resources, Bundles or NDJSON files (with a progress bar);
@@ -13,7 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,17 +50,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _store().migrate()
     os.environ.setdefault("EHR_BASE_URL", "")
     print(f"FHIR API at http://{args.host}:{args.port}/fhir (metadata: /fhir/metadata)")
-    uvicorn.run(
-        "fhir_api.security:create_secure_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_graceful_shutdown=10,
-    )
+    with _audit_shipper():
+        uvicorn.run(
+            "fhir_api.security:create_secure_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            timeout_graceful_shutdown=10,
+        )
     return 0
+
+
+@contextmanager
+def _audit_shipper() -> Iterator[None]:
+    """Run the audit shipper (``ehr audit ship``, :mod:`ehr.security.shipper`) next to the
+    workers, which then only spool their audit records (``EHR_SECURITY_AUDIT_SHIPPER=process``,
+    unless set otherwise); restart it if it dies; stop it after the workers, so its last cycle
+    ships their last records. Its own session: a Ctrl-C meant for the server does not stop it
+    before the workers."""
+    from fhir_api.security import SecuritySettings
+
+    os.environ.setdefault("EHR_SECURITY_AUDIT_SHIPPER", "process")
+    if not SecuritySettings().shipped:
+        yield
+        return
+    cmd = [sys.executable, "-m", "fhir_api.cli", "audit", "ship", "--parent", str(os.getpid())]
+    procs = [subprocess.Popen(cmd, start_new_session=True)]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if procs[-1].poll() is not None:
+                print("the audit shipper stopped; starting it again", file=sys.stderr)
+                procs.append(subprocess.Popen(cmd, start_new_session=True))
+
+    watcher = threading.Thread(target=watch, name="audit-shipper-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+        procs[-1].terminate()
+        try:
+            procs[-1].wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            procs[-1].kill()
 
 
 def cmd_load(args: argparse.Namespace) -> int:

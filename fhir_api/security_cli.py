@@ -10,6 +10,10 @@ Operations scripts may rely on this interface; keep it stable:
 * ``ehr audit sync``: replay the spool of crashed server processes into the chain and store
   every chained event as an AuditEvent resource (the server does both on its own; this is for
   after an outage or before an audit);
+* ``ehr audit ship``: the audit shipper (:mod:`ehr.security.shipper`): moves the records the
+  workers spool into the chain until stopped (SIGTERM), then ships what is left. ``ehr serve``
+  runs it on its own; run it yourself next to workers started another way with
+  ``EHR_SECURITY_AUDIT_SHIPPER=process``;
 * ``ehr consent rebuild``: rebuild the consent rules from the Consent resources (after a bulk
   load made without the server's hooks).
 """
@@ -17,11 +21,18 @@ Operations scripts may rely on this interface; keep it stable:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from typing import Any
 
-__all__ = ["add_subcommands", "cmd_audit_sync", "cmd_audit_verify", "cmd_consent_rebuild"]
+__all__ = [
+    "add_subcommands",
+    "cmd_audit_ship",
+    "cmd_audit_sync",
+    "cmd_audit_verify",
+    "cmd_consent_rebuild",
+]
 
 
 def _store() -> Any:
@@ -49,18 +60,41 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_audit_sync(_: argparse.Namespace) -> int:
     from ehr.security import AuditTrail
+    from ehr.security.shipper import Shipper
     from ehr.settings import get_settings
-    from fhir_api.security import SecuritySettings
+    from fhir_api.security import SecuritySettings, spool_dir
 
     store = _store()
-    url = store.engine.url.render_as_string(hide_password=True)
-    spool = SecuritySettings().spool_for(get_settings().data_dir, url)
+    spool = spool_dir(store, SecuritySettings(), get_settings())
     trail = AuditTrail(store, spool_dir=spool, materialize="never")  # replays at start
+    shipper = Shipper(trail, spool)
     try:
+        shipper.cycle(force=True)  # what the workers of an ``ehr serve`` spooled
         trail.sync()
     finally:
+        shipper.close()
         trail.close()
     print(f"audit trail up to date: {trail.lag()} event(s) left to store")
+    return 0
+
+
+def cmd_audit_ship(args: argparse.Namespace) -> int:
+    from ehr.definitions import search_parameters
+    from ehr.security.shipper import run_shipper
+    from ehr.security.visibility import patient_compartment
+    from ehr.settings import get_settings
+    from fhir_api.app import GC_THRESHOLDS
+    from fhir_api.security import SecuritySettings, audit_trail, spool_dir
+
+    store = _store()
+    config, settings = SecuritySettings(), get_settings()
+    trail = audit_trail(store, config, settings, shipper=True)
+    # as a server worker does (fhir_api.app): what is loaded now lives as long as the process
+    search_parameters(), patient_compartment()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    run_shipper(trail, spool_dir(store, config, settings), parent=args.parent)
     return 0
 
 
@@ -81,6 +115,11 @@ def add_subcommands(subparsers: Any) -> None:
     p.set_defaults(fn=cmd_audit_verify)
     p = sub.add_parser("sync", help="replay the spool and store every event as an AuditEvent")
     p.set_defaults(fn=cmd_audit_sync)
+    p = sub.add_parser(
+        "ship", help="move the workers' spooled records into the chain until stopped"
+    )
+    p.add_argument("--parent", type=int, help="stop when this process is gone (ehr serve)")
+    p.set_defaults(fn=cmd_audit_ship)
 
     consent = subparsers.add_parser("consent", help="patient privacy consent rules")
     sub = consent.add_subparsers(dest="consent_command", required=True)

@@ -85,14 +85,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serve(db_url: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, str]]]:
+def serve(
+    db_url: str, log: Path, *, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str, dict[str, str]]]:
     """``ehr serve`` (secured) in its own process group; yields (process, FHIR base, headers
     with a backend service's token)."""
     port = _free_port()
-    env = {**os.environ, "EHR_DATABASE_URL": db_url, "EHR_BASE_URL": ""}
+    env = {**os.environ, "EHR_DATABASE_URL": db_url, "EHR_BASE_URL": "", **(extra_env or {})}
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_api.cli", "serve", "--port", str(port), "--workers", "1",
+            [sys.executable, "-m", "fhir_api.cli", "serve", "--port", str(port), "--workers", str(workers),
              "--log-level", "warning", "--no-access-log"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip

@@ -77,7 +77,8 @@ from ehr.storage.db import is_postgres
 from ehr.storage.tables import resources
 from ehr.store import Store, WriteContext
 
-from .spool import Spool, orphans, read_segment
+from .shipper import SEGMENTS
+from .spool import SEGMENT_BYTES, Spool, orphans, read_segment
 from .tables import GENESIS, audit_chain, audit_state
 from .visibility import stored_patients
 
@@ -210,6 +211,12 @@ class AuditRecord:
 
 _RECORD_FIELDS = frozenset(f.name for f in fields(AuditRecord))
 
+
+#: about the size of a read's record line (the spool's backlog limit counts records by it)
+RECORD_BYTES = 400
+#: spool segments a host's live workers hold (a current and a spare each) before any of them
+#: counts as backlog (shipped spools: :meth:`AuditTrail.accepting`)
+LIVE_SEGMENTS = 64
 
 #: a queued record: (serialized line, (rtype, rid) to resolve or None, event id, recorded µs)
 Entry = tuple[bytes, tuple[str, str] | None, str, int]
@@ -636,9 +643,17 @@ class AuditTrail:
         materialize: str = "idle",
         max_lag: int = 50_000,
         site: str = "ehr-exchange",
+        shipper: str = "thread",
     ) -> None:
         if materialize not in ("idle", "eager", "never"):
             raise ValueError("materialize is idle | eager | never")
+        if shipper not in ("thread", "process"):
+            raise ValueError("shipper is thread | process")
+        if shipper == "process" and spool_dir is None:
+            raise ValueError("a shipper process reads the spool: a spool_dir is needed")
+        #: ``process``: this process only spools its records; a shipper process
+        #: (:mod:`ehr.security.shipper`) moves them into the chain
+        self.shipped = shipper == "process"
         self.store = store
         self.flush_interval = flush_interval
         self.fsync_interval = min(fsync_interval, flush_interval)
@@ -654,8 +669,10 @@ class AuditTrail:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._spool = Spool(spool_dir) if spool_dir is not None else None
+        self._spool = Spool(spool_dir, shipped=self.shipped) if spool_dir is not None else None
         self.spool_dir = spool_dir
+        #: (when looked at, whether the spool's backlog is under its limit): shipped mode
+        self._backlog_ok = (0.0, True)
         self.failures = 0
         self.appended = 0
         self.materialized = 0
@@ -667,7 +684,7 @@ class AuditTrail:
         self.owner_ttl = 30.0
         #: quiet time after which the server counts as idle (materialization may run)
         self.idle_after = max(0.5, 2 * flush_interval)
-        if spool_dir is not None:
+        if spool_dir is not None and not self.shipped:
             self.replay()
 
     # -- the request path ----------------------------------------------------------------------
@@ -676,6 +693,11 @@ class AuditTrail:
         and the resource to resolve (bytes and a tuple of strings: objects the garbage collector
         does not track, so a long queue costs the collector nothing)."""
         rec.site = rec.site or self.site
+        if self.shipped:
+            line = rec.line()
+            with self._lock:
+                self._spool.append(line)  # type: ignore[union-attr]
+            return
         entry = _entry(rec)
         with self._lock:
             if self._spool is not None:
@@ -689,8 +711,19 @@ class AuditTrail:
             self._wake.set()
 
     def accepting(self) -> bool:
-        """False when the backlog is full (the database has been unreachable): refuse work."""
-        return len(self._queue) < self.max_queue
+        """False when the backlog is full (the database has been unreachable): refuse work.
+        Shipped: the spool's segments count (looked at once a second): beyond the live ones
+        (:data:`LIVE_SEGMENTS`), room for ``max_queue`` records."""
+        if not self.shipped:
+            return len(self._queue) < self.max_queue
+        at, ok = self._backlog_ok
+        now = time.monotonic()
+        if now - at > 1.0:
+            assert self.spool_dir is not None
+            segments = sum(1 for _ in self.spool_dir.glob(SEGMENTS))
+            ok = segments <= LIVE_SEGMENTS + self.max_queue * RECORD_BYTES // SEGMENT_BYTES
+            self._backlog_ok = (now, ok)
+        return ok
 
     @property
     def pending(self) -> int:
@@ -732,10 +765,11 @@ class AuditTrail:
                 backoff = min(5.0, max(backoff * 2, 0.1))
                 retry_at = time.monotonic() + backoff
 
-    def _maybe_materialize(self, flushed: int) -> None:
+    def _maybe_materialize(self, flushed: int, *, once: bool = False) -> None:
         """Materialize now? ``eager``: always. ``idle``: when no record came for
         :attr:`idle_after` (live traffic first), or when the backlog passed ``max_lag`` (looked
-        at once a second), so it stays bounded under sustained load."""
+        at once a second), so it stays bounded under sustained load. ``once``: one batch at
+        most (the shipper: it reads new records between batches, in the same thread)."""
         mode = self.materialize_mode
         if mode == "never":
             return
@@ -744,7 +778,9 @@ class AuditTrail:
         if not due and now - self._lag_checked > 1.0:
             self._lag_checked = now
             due = self.lag() > self.max_lag
-        if due:
+        if due and once:
+            self.materialize(limit=self.batch_size, wait=False)
+        elif due:
             while self.materialize(limit=self.batch_size, wait=False) and (
                 mode == "eager" or time.monotonic() - self._last_record > self.idle_after
             ):
@@ -759,8 +795,9 @@ class AuditTrail:
             self._thread.join(30)
         committed = False
         try:
-            self.flush()
-            committed = not self._queue
+            if not self.shipped:  # (shipped: the shipper takes what is spooled)
+                self.flush()
+                committed = not self._queue
         except Exception:
             log.exception("audit flush at shutdown failed; the spool keeps the records")
         if self._spool is not None:
@@ -769,7 +806,17 @@ class AuditTrail:
 
     # -- stage 1: the chain --------------------------------------------------------------------
     def flush(self) -> int:
-        """Append every queued record to the chain now; returns how many."""
+        """Append every queued record to the chain now; returns how many. Shipped: every
+        record spooled so far, this process's and the others' (a cycle of the shipper's)."""
+        if self.shipped:
+            from .shipper import Shipper
+
+            assert self.spool_dir is not None
+            shipper = Shipper(self, self.spool_dir)
+            try:
+                return shipper.cycle(force=True)
+            finally:
+                shipper.close()
         with self._flush_lock:
             with self._lock:
                 taken = list(self._queue)
@@ -886,12 +933,14 @@ class AuditTrail:
             pass
 
     # -- recovery ------------------------------------------------------------------------------
-    def replay(self) -> int:
-        """Append the records of spool segments left by dead processes; returns how many."""
-        if self.spool_dir is None:
+    def replay(self, directory: Path | None = None) -> int:
+        """Append the records of spool segments left by dead processes (of this trail's spool
+        folder, or of ``directory``); returns how many."""
+        directory = directory or self.spool_dir
+        if directory is None:
             return 0
         total = 0
-        for path, fd in orphans(self.spool_dir):
+        for path, fd in orphans(directory):
             if self._spool is not None and self._spool.owns(path):
                 os.close(fd)
                 continue

@@ -94,9 +94,13 @@ class _Segment:
         return self.used + n <= self.size
 
     def append(self, line: bytes) -> None:
-        end = self.used + len(line)
-        self.map[self.used : end] = line
-        self.used = end
+        """``line`` and its newline. The newline is stored after the line, so a reader of the
+        live segment (:mod:`ehr.security.shipper`) that sees it sees the whole line."""
+        start = self.used
+        end = start + len(line)
+        self.map[start:end] = line
+        self.map[end] = 10  # b"\n"
+        self.used = end + 1
         self.records += 1
 
     def sync(self) -> None:
@@ -111,8 +115,10 @@ class _Segment:
             os.fdatasync(self.fd)
         self.synced = used
 
-    def close(self, *, delete: bool) -> None:
-        if not delete:
+    def close(self, *, delete: bool, sync: bool = True) -> None:
+        """Unmap and close the segment (which unlocks it); keep the file unless ``delete``
+        (then made durable first, unless ``sync`` is off: the shipper does it)."""
+        if not delete and sync:
             self.sync()
         self.closed = True
         self.map.close()
@@ -124,10 +130,16 @@ class _Segment:
 class Spool:
     """This process's spool segments in ``directory``."""
 
-    def __init__(self, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> None:
+    def __init__(
+        self, directory: Path, segment_bytes: int = SEGMENT_BYTES, *, shipped: bool = False
+    ) -> None:
         self.dir = directory
+        #: the segments are read by a shipper (:mod:`ehr.security.shipper`), not by this
+        #: process's writer: a full one is closed (unlocked: sealed) at once, none is deleted
+        self.shipped = shipped
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._prefix = f"audit-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        kind = "shipped" if shipped else "audit"  # (:func:`orphans` takes only ``audit-``)
+        self._prefix = f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._n = 0
         self._segment_bytes = segment_bytes
         self._closed: list[_Segment] = []  # filled since the last rotation (request path)
@@ -155,13 +167,16 @@ class Spool:
 
     def append(self, line: bytes) -> None:
         """One record (the caller serializes appends): a memory copy."""
-        data = line + b"\n"
-        if not self._current.fits(len(data)):
-            if len(data) > self._segment_bytes:
+        n = len(line) + 1
+        if not self._current.fits(n):
+            if n > self._segment_bytes:
                 raise ValueError("an audit record larger than a spool segment")
-            self._closed.append(self._current)  # full: its records wait for the next flush
+            if self.shipped:  # sealed: the shipper takes it from here (and syncs it)
+                self._current.close(delete=False, sync=False)
+            else:  # its records wait for the next flush
+                self._closed.append(self._current)
             self._current = self._next()
-        self._current.append(data)
+        self._current.append(line)
 
     def rotate(self) -> None:
         """Start a new segment; the current one and those filled since the last rotation wait

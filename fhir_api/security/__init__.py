@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -46,7 +47,9 @@ __all__ = [
     "Security",
     "SecuritySettings",
     "SmartAuthorizer",
+    "audit_trail",
     "create_secure_app",
+    "spool_dir",
     "install",
     "target_of",
 ]
@@ -112,6 +115,35 @@ def _auth_listener(trail: AuditTrail) -> Any:
     return on_event
 
 
+def audit_trail(
+    store: Store, config: SecuritySettings, settings: Settings, *, shipper: bool = False
+) -> AuditTrail:
+    """The audit trail the settings describe: a server worker's, or (``shipper``) the one the
+    shipper process writes through (no spool of its own: it reads the workers', at
+    :func:`spool_dir`; :func:`ehr.security.shipper.run_shipper`)."""
+    return AuditTrail(
+        store,
+        spool_dir=spool_dir(store, config, settings)
+        if config.audit_spool and not shipper
+        else None,
+        flush_interval=config.audit_flush_ms / 1000,
+        fsync_interval=config.audit_fsync_ms / 1000,
+        batch_size=config.audit_batch,
+        max_queue=config.audit_max_queue,
+        materialize=config.audit_materialize,
+        max_lag=config.audit_max_lag,
+        site=config.site,
+        shipper="process" if config.shipped and not shipper else "thread",
+    )
+
+
+def spool_dir(store: Store, config: SecuritySettings, settings: Settings) -> Path:
+    """The audit spool folder of ``store``'s database."""
+    return config.spool_for(
+        settings.data_dir, store.engine.url.render_as_string(hide_password=True)
+    )
+
+
 def install(
     app: FastAPI,
     config: SecuritySettings | None = None,
@@ -134,18 +166,7 @@ def install(
     GuardHooks.install(store)
     ConsentRulesHook.install(store)
     if trail is None and config.audit:
-        url = store.engine.url.render_as_string(hide_password=True)
-        trail = AuditTrail(
-            store,
-            spool_dir=config.spool_for(settings.data_dir, url) if config.audit_spool else None,
-            flush_interval=config.audit_flush_ms / 1000,
-            fsync_interval=config.audit_fsync_ms / 1000,
-            batch_size=config.audit_batch,
-            max_queue=config.audit_max_queue,
-            materialize=config.audit_materialize,
-            max_lag=config.audit_max_lag,
-            site=config.site,
-        )
+        trail = audit_trail(store, config, settings)
     authorizer: Any
     if config.auth_disabled:
         authorizer = OpenAuthorizer(policy)

@@ -14,6 +14,10 @@ EHR_SECURITY_AUDIT_BATCH           most records per audit transaction           
 EHR_SECURITY_AUDIT_MAX_QUEUE       records waiting before requests are refused (503)         200000
 EHR_SECURITY_AUDIT_MATERIALIZE     idle | eager | never: when AuditEvent resources are made  idle
 EHR_SECURITY_AUDIT_MAX_LAG         events not yet AuditEvent resources before it is forced   50000
+EHR_SECURITY_AUDIT_SHIPPER         ``process``: the workers only spool their audit records;  thread
+                                   a shipper process moves them into the chain (``ehr
+                                   serve`` sets it and runs the shipper); ``thread``: a
+                                   writer thread in each worker does
 EHR_SECURITY_TOKEN_CACHE           verified tokens kept (signature checked once per token)   10000
 EHR_SECURITY_REVOCATION_TTL_S      how long a "not revoked" answer is trusted                5
 EHR_SECURITY_SITE                  ``AuditEvent.source.site``                                ehr-exchange
@@ -46,9 +50,15 @@ class SecuritySettings(BaseSettings):
     audit_max_queue: int = 200_000
     audit_materialize: str = "idle"
     audit_max_lag: int = 50_000
+    audit_shipper: str = "thread"
     token_cache: int = 10_000
     revocation_ttl_s: float = 5.0
     site: str = "ehr-exchange"
+
+    @property
+    def shipped(self) -> bool:
+        """Do the workers leave their audit records to a shipper process?"""
+        return self.audit and self.audit_spool and self.audit_shipper == "process"
 
     def spool_for(self, data_dir: Path, database_url: str) -> Path:
         """The spool folder of one database (so a replay never lands in another database)."""

@@ -1,0 +1,391 @@
+"""The audit shipper: moves the spooled audit records of a host's server workers into the chain,
+from a process of its own.
+
+Why a process of its own: a writer thread inside each worker shares the worker's interpreter
+lock with the request path. Measured on the read bench (two servers loaded side by side, CPU
+per read; ``bench/RESULTS.md``), a worker whose writer thread did nothing but wake 20 times a
+second to sync the spool already cost reads several per cent; the whole in-worker writer
+~15-17 %. With a shipper, a worker's part of the audit is to build the record and copy it
+into its memory-mapped spool segment (:mod:`ehr.security.spool`): no queue, no thread.
+
+How (one :meth:`Shipper.cycle`, every ``fsync_interval``, 50 ms):
+
+1. under an exclusive ``flock`` of ``.ship.lock`` in the spool folder (one shipper at a time
+   per folder; a worker that must see its own events, :meth:`AuditTrail.sync`, runs a cycle
+   itself under the same lock), list the segments;
+2. a segment whose ``flock`` it can take is *sealed*: its process closed it (full, or at
+   shutdown) or died. It is read to its end; a live segment is read up to its last complete
+   line (a line is complete once its newline is there: the spool stores the newline after the
+   line). Each grown segment is made durable (``fdatasync``): the spool's guarantee, a power
+   loss loses at most ``fsync_interval`` of records, is kept here now;
+3. when ``batch_size`` records wait, or the oldest has waited ``flush_interval`` (1 s), or on
+   demand, they are appended to the chain in time order, in one transaction per batch that
+   also moves each segment's *offset* (a row ``spool:…`` of ``audit_state``: how many bytes of
+   the segment are in the chain). The rows are locked and compared first: records another
+   cycle committed meanwhile are never appended twice;
+4. a sealed segment whose every record is in the chain is deleted, then its offset row.
+
+A segment with no offset row (left by an older server that wrote from its own thread and
+crashed) is read from its start; if its records are already in the chain, the unique event id
+says so and the batch is appended again without them.
+
+``ehr serve`` starts the shipper next to the workers and stops it after them (a last cycle
+ships everything); ``ehr audit ship`` runs one in the foreground.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import heapq
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import orjson
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ehr.storage.db import is_postgres
+
+from .tables import audit_chain, audit_state
+
+if TYPE_CHECKING:
+    from .audit import AuditTrail, Entry
+
+__all__ = ["Shipper", "run_shipper"]
+
+log = logging.getLogger("ehr.security.audit")
+
+LOCK_FILE = ".ship.lock"
+#: the segments of shipped spools (a worker's own writer thread names its ``audit-…``)
+SEGMENTS = "shipped-*.jsonl"
+#: how much of a segment one read takes (reading stops at the first unused byte)
+READ_BYTES = 256 << 10
+
+
+def offset_name(path: Path) -> str:
+    """The ``audit_state`` row of a segment's offset (32 characters at most)."""
+    return "spool:" + hashlib.sha256(path.name.encode()).hexdigest()[:26]
+
+
+@dataclass
+class _Segment:
+    """What the shipper knows of one spool segment."""
+
+    path: Path
+    fd: int
+    name: str
+    committed: int | None = None  # bytes in the chain (None: not yet looked up)
+    read: int = 0  # bytes read (complete lines)
+    synced: int = 0  # bytes made durable
+    sealed: bool = False
+    #: records read and not yet in the chain: (entry, the segment's offset after it)
+    pending: list[tuple[Entry, int]] = field(default_factory=list)
+    since: float = 0.0  # when the oldest pending record was read
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+@contextlib.contextmanager
+def _ship_lock(directory: Path) -> Iterator[None]:
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (unlocks)
+
+
+def _complete(data: bytes) -> bytes:
+    """The complete lines at the start of ``data`` (up to the last newline before unused,
+    NUL, space)."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        data = data[:nul]
+    end = data.rfind(b"\n")
+    return data[: end + 1] if end >= 0 else b""
+
+
+def _entry_of(line: bytes) -> Entry:
+    """The queue entry of a spooled line (what :func:`ehr.security.audit._entry` gives for its
+    record), without building the record."""
+    d = orjson.loads(line)
+    key = (d["rtype"], d["rid"]) if d.get("resolve") and d.get("rtype") and d.get("rid") else None
+    return (line, key, d["id"], d["recorded"])
+
+
+class Shipper:
+    """Ships the spool folder ``directory`` into ``trail``'s chain (see the module docstring).
+    ``trail`` gives the store, the batch size, the owner cache and materialization."""
+
+    def __init__(self, trail: AuditTrail, directory: Path) -> None:
+        self.trail = trail
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._segments: dict[Path, _Segment] = {}
+        self.shipped = 0
+        #: when a record was last read (idle detection for materialization)
+        self.last_record = 0.0
+
+    # -- reading -------------------------------------------------------------------------------
+    def _scan(self) -> list[_Segment]:
+        found = []
+        for path in sorted(self.dir.glob(SEGMENTS)):
+            seg = self._segments.get(path)
+            if seg is None:
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                seg = self._segments[path] = _Segment(path, fd, offset_name(path))
+            found.append(seg)
+        gone = set(self._segments) - {s.path for s in found}
+        for path in gone:  # deleted by its own process (empty) or by another cycle
+            self._segments.pop(path).close()
+        return found
+
+    def _read(self, seg: _Segment) -> None:
+        if not seg.sealed:
+            try:  # the owner holds its lock while the segment is open
+                fcntl.flock(seg.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seg.sealed = True  # (taken before reading: nothing is appended after)
+            except OSError:
+                pass
+        assert seg.committed is not None
+        pos = max(seg.read, seg.committed)
+        while True:
+            data = os.pread(seg.fd, READ_BYTES, pos)
+            chunk = _complete(data)
+            if not chunk:
+                return
+            end = pos
+            for line in chunk.split(b"\n")[:-1]:
+                end += len(line) + 1
+                if not line.strip():
+                    continue
+                try:
+                    entry = _entry_of(line)
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    if not seg.sealed:  # (being written: read it again next time)
+                        end -= len(line) + 1
+                        break
+                    log.warning("skipping a damaged line in %s", seg.path)
+                    continue
+                if not seg.pending:
+                    seg.since = time.monotonic()
+                seg.pending.append((entry, end))
+            if end == pos:
+                return
+            seg.read = pos = end
+            self.last_record = time.monotonic()
+            if len(data) < READ_BYTES or b"\0" in data:
+                return  # (the end of the file, or of what is written so far)
+
+    def _offsets(self, segments: Sequence[_Segment]) -> None:
+        """Look up the committed offsets (one query): another shipper (a worker's ``sync``) may
+        have moved them since this one's last cycle; then what this one read and did not ship
+        is dropped and read again from there."""
+        todo = list(segments)
+        if not todo:
+            return
+        with self.trail.store.read_conn() as conn:
+            rows = dict(
+                conn.execute(
+                    select(audit_state.c.name, audit_state.c.seq).where(
+                        audit_state.c.name.in_([s.name for s in todo])
+                    )
+                ).all()
+            )
+        for s in todo:
+            at = int(rows.get(s.name, 0))
+            if at != s.committed:
+                s.committed = s.read = at
+                s.pending.clear()
+
+    # -- one cycle -----------------------------------------------------------------------------
+    def cycle(self, *, force: bool = False) -> int:
+        """Read, sync and (when due, or ``force``) ship; returns how many records were
+        appended to the chain."""
+        with _ship_lock(self.dir):
+            segments = self._scan()
+            self._offsets(segments)
+            for seg in segments:
+                self._read(seg)
+                if seg.read > seg.synced:
+                    with contextlib.suppress(OSError):
+                        os.fdatasync(seg.fd)
+                    seg.synced = seg.read
+            waiting = [s for s in segments if s.pending]
+            n = sum(len(s.pending) for s in waiting)
+            due = force or n >= self.trail.batch_size
+            if not due and waiting:
+                due = time.monotonic() - min(s.since for s in waiting) >= self.trail.flush_interval
+            shipped = self._ship(waiting) if due and n else 0
+            self._retire(segments)
+        return shipped
+
+    def _ship(self, waiting: list[_Segment]) -> int:
+        """Append the pending records to the chain, oldest first, a batch per transaction."""
+        # oldest first across segments; within one, always in file order (an offset must never
+        # pass a record not shipped): a merge, not a sort
+        merged = list(
+            heapq.merge(
+                *([(e[3], e[2], seg, end, e) for e, end in seg.pending] for seg in waiting),
+                key=lambda t: (t[0], t[1]),
+            )
+        )
+        done = 0
+        size = self.trail.batch_size
+        for start in range(0, len(merged), size):
+            batch = merged[start : start + size]
+            upto: dict[str, tuple[_Segment, int]] = {}
+            for _, _, seg, end, _ in batch:
+                upto[seg.name] = (seg, end)
+            entries = [t[4] for t in batch]
+            if not self._commit(entries, upto):
+                break  # the offsets moved under us: read again next cycle
+            for seg, end in upto.values():
+                seg.committed = end
+                seg.pending = [p for p in seg.pending if p[1] > end]
+            done += len(batch)
+        self.shipped += done
+        return done
+
+    def _commit(self, entries: list[Entry], upto: dict[str, tuple[_Segment, int]]) -> bool:
+        """One transaction: check the segments' offsets, append ``entries``, move the offsets.
+        False (nothing written) when an offset is not where this shipper left it."""
+        from .audit import _chain_append, _ensure_state
+
+        for attempt in range(3):
+            try:
+                with self.trail.store.write() as ctx:
+                    conn = ctx.conn
+                    for name in upto:
+                        _ensure_state(conn, name)
+                    stmt = select(audit_state.c.name, audit_state.c.seq).where(
+                        audit_state.c.name.in_(list(upto))
+                    )
+                    if is_postgres(conn):
+                        stmt = stmt.with_for_update()
+                    now = dict(conn.execute(stmt).all())
+                    stale = [n for n, (seg, _) in upto.items() if int(now[n]) != seg.committed]
+                    if stale:
+                        for n in stale:  # another cycle shipped them: look up again
+                            seg = upto[n][0]
+                            seg.committed, seg.read = int(now[n]), int(now[n])
+                            seg.pending.clear()
+                        return False
+                    if attempt:  # a duplicate: records a crashed writer had committed
+                        entries = _unknown(conn, entries)
+                    owners = self.trail._patients(conn, {e[1] for e in entries if e[1]})
+                    if entries:
+                        _chain_append(conn, entries, owners)
+                    _set_offsets(conn, {n: end for n, (_, end) in upto.items()})
+                return True
+            except Exception as exc:
+                # (COPY goes through the driver: its unique violation is not SQLAlchemy's)
+                duplicate = (
+                    isinstance(exc, IntegrityError) or getattr(exc, "sqlstate", "") == "23505"
+                )
+                if not duplicate or attempt == 2:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        return False
+
+    def _retire(self, segments: Sequence[_Segment]) -> None:
+        """Delete the sealed segments that are wholly in the chain, then their offset rows."""
+        done = [s for s in segments if s.sealed and not s.pending and s.committed == s.read]
+        if not done:
+            return
+        for seg in done:
+            if _complete(os.pread(seg.fd, READ_BYTES, seg.read)):
+                continue  # (not read to its end yet)
+            seg.path.unlink(missing_ok=True)
+            self._segments.pop(seg.path, None)
+            seg.close()
+        names = [s.name for s in done if s.path not in self._segments]
+        if names:
+            with self.trail.store.write() as ctx:
+                ctx.conn.execute(delete(audit_state).where(audit_state.c.name.in_(names)))
+
+    def close(self) -> None:
+        for seg in self._segments.values():
+            seg.close()
+        self._segments.clear()
+
+    @property
+    def backlog(self) -> int:
+        """Records read and not yet in the chain."""
+        return sum(len(s.pending) for s in self._segments.values())
+
+
+def _unknown(conn: Connection, entries: list[Entry]) -> list[Entry]:
+    known = set(
+        conn.execute(
+            select(audit_chain.c.event_id).where(
+                audit_chain.c.event_id.in_([e[2] for e in entries])
+            )
+        ).scalars()
+    )
+    return [e for e in entries if e[2] not in known]
+
+
+def _set_offsets(conn: Connection, offsets: dict[str, int]) -> None:
+    dialect = pg_insert if is_postgres(conn) else sqlite_insert
+    stmt = dialect(audit_state)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[audit_state.c.name], set_={"seq": stmt.excluded.seq}
+        ),
+        [{"name": n, "seq": v, "hash": None} for n, v in offsets.items()],
+    )
+
+
+def run_shipper(trail: AuditTrail, directory: Path, *, parent: int | None = None) -> int:
+    """Ship ``directory`` until SIGTERM/SIGINT (or until the process ``parent`` is gone), then
+    ship what is left; materialize AuditEvents as ``trail`` says. Returns records shipped."""
+    from .audit import WRITER_THREAD, _name_os_thread
+
+    _name_os_thread(WRITER_THREAD)
+    trail.replay(directory)  # segments of crashed workers that wrote from their own thread
+    shipper = Shipper(trail, directory)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    backoff = 0.0
+    try:
+        while not stopping:
+            if parent is not None and os.getppid() != parent:
+                break
+            try:
+                n = shipper.cycle()
+                backoff = 0.0
+                trail._last_record = shipper.last_record
+                trail._maybe_materialize(n, once=True)
+            except Exception:
+                trail.failures += 1
+                log.exception("audit shipping failed; will retry")
+                backoff = min(5.0, max(backoff * 2, 0.1))
+                time.sleep(backoff)
+            time.sleep(trail.fsync_interval)
+        shipper.cycle(force=True)
+    finally:
+        shipper.close()
+    return shipper.shipped
