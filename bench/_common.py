@@ -62,11 +62,14 @@ class Base(str):
     token: str
     #: the server's (parent) process id
     pid: int
+    #: processes that serve beside it (the audit shipper)
+    helpers: tuple[int, ...]
 
-    def __new__(cls, url: str, token: str, pid: int = 0) -> Base:
+    def __new__(cls, url: str, token: str, pid: int = 0, helpers: tuple[int, ...] = ()) -> Base:
         self = super().__new__(cls, url)
         self.token = token
         self.pid = pid
+        self.helpers = helpers
         return self
 
     @property
@@ -117,7 +120,8 @@ def server(
     migrated database ``db_url`` in a subprocess; yields the FHIR base URL as a :class:`Base`
     whose ``headers`` carry a ``system/*.cruds`` backend token."""
     port = free_port()
-    env = {"EHR_BASE_URL": "", **os.environ, "EHR_DATABASE_URL": db_url, **(extra_env or {})}
+    env = {"EHR_BASE_URL": "", "EHR_SECURITY_AUDIT_SHIPPER": "process", **os.environ,
+           "EHR_DATABASE_URL": db_url, **(extra_env or {})}  # fmt: skip
     # fmt: off
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", SERVE_APP, "--factory", "--host", "127.0.0.1",
@@ -126,14 +130,23 @@ def server(
          "--timeout-worker-healthcheck", str(HEALTHCHECK_S)],
         env=env, cwd=ROOT,
     )
+    # the audit shipper, as ``ehr serve`` runs it beside its workers (only while they spool)
+    shipper = subprocess.Popen(
+        [sys.executable, "-m", "fhir_api.cli", "audit", "ship", "--parent", str(os.getpid())],
+        env=env, cwd=ROOT,
+    ) if env["EHR_SECURITY_AUDIT_SHIPPER"] == "process" else None
     # fmt: on
     base = f"http://127.0.0.1:{port}/fhir"
     try:
         wait_serving(base, proc)
-        yield Base(base, backend_token(db_url, base), proc.pid)
+        helpers = (shipper.pid,) if shipper is not None else ()
+        yield Base(base, backend_token(db_url, base), proc.pid, helpers)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+        if shipper is not None:
+            shipper.terminate()  # (after the workers: its last cycle ships their last records)
+            shipper.wait(timeout=60)
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -166,8 +179,8 @@ class CpuMeter:
     holds up on a shared machine, where wall-clock throughput depends on the share of the
     cores the other work leaves."""
 
-    def __init__(self, server_pid: int, db_url: str) -> None:
-        self.server_pid, self.db_url = server_pid, db_url
+    def __init__(self, server_pid: int, db_url: str, helpers: tuple[int, ...] = ()) -> None:
+        self.server_pid, self.db_url, self.helpers = server_pid, db_url, helpers
         self.start_cpu: dict[int, float] = {}
         self.server_s = self.db_s = 0.0
 
@@ -188,7 +201,7 @@ class CpuMeter:
             eng.dispose()
 
     def _server(self) -> list[int]:
-        return [self.server_pid, *_children(self.server_pid)]
+        return [self.server_pid, *_children(self.server_pid), *self.helpers]
 
     def start(self) -> None:
         self.start_cpu = {p: _cpu_s(p) for p in self._server() + self._backends()}

@@ -255,7 +255,7 @@ end
     with server(url, workers=args.workers, extra_env=extra_env) as base:
         c, h = args.concurrency, base.headers
         wrk(f"{base}/Patient", read_lua, connections=c, seconds=2, headers=h)  # warm-up
-        meter = CpuMeter(base.pid, url)
+        meter = CpuMeter(base.pid, url, base.helpers)
         paths = {"read": "Patient", "create": args.create_type}
         for kind in kinds:
             meter.start()

@@ -168,6 +168,23 @@ def test_after_a_crash_the_records_are_shipped_once(store: Store, tmp_path: Path
     again.close()
 
 
+def test_a_repeated_record_is_chained_once(store: Store, tmp_path: Path) -> None:
+    """A spool line written twice (a damaged or copied segment) must not wedge the shipper."""
+    spool = tmp_path / "spool"
+    w = worker(store, spool)
+    r = rec(1)
+    w.record(r)
+    w.record(r)
+    w.record(rec(2))
+    shipper = Shipper(AuditTrail(store), spool)
+    shipper.cycle(force=True)
+    ids = chain_ids(store)
+    assert ids[0] == r.id and len(ids) == len(set(ids)) == 2
+    assert shipper.cycle(force=True) == 0
+    w.close()
+    shipper.close()
+
+
 def test_a_shipped_worker_sees_its_own_events(store: Store, tmp_path: Path) -> None:
     """``AuditEvent?patient=`` under a citizen's token, on an app whose trail only spools: the
     request syncs the trail first (a cycle of its own), so the reads just made are there."""

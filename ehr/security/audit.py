@@ -765,27 +765,29 @@ class AuditTrail:
                 backoff = min(5.0, max(backoff * 2, 0.1))
                 retry_at = time.monotonic() + backoff
 
-    def _maybe_materialize(self, flushed: int, *, once: bool = False) -> None:
+    def _maybe_materialize(self, flushed: int, *, once: bool = False) -> int | None:
         """Materialize now? ``eager``: always. ``idle``: when no record came for
         :attr:`idle_after` (live traffic first), or when the backlog passed ``max_lag`` (looked
         at once a second), so it stays bounded under sustained load. ``once``: one batch at
-        most (the shipper: it reads new records between batches, in the same thread)."""
+        most (the shipper: it reads new records between batches, in the same thread); returns
+        how many were stored then (None: not due)."""
         mode = self.materialize_mode
         if mode == "never":
-            return
+            return None
         now = time.monotonic()
         due = mode == "eager" or now - self._last_record > self.idle_after
         if not due and now - self._lag_checked > 1.0:
             self._lag_checked = now
             due = self.lag() > self.max_lag
         if due and once:
-            self.materialize(limit=self.batch_size, wait=False)
-        elif due:
+            return self.materialize(limit=self.batch_size, wait=False)
+        if due:
             while self.materialize(limit=self.batch_size, wait=False) and (
                 mode == "eager" or time.monotonic() - self._last_record > self.idle_after
             ):
                 if self._stopping or len(self._queue) >= self.batch_size:
                     break
+        return None
 
     def close(self) -> None:
         """Stop the writer after writing every queued record (application shutdown)."""

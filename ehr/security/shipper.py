@@ -69,6 +69,8 @@ log = logging.getLogger("ehr.security.audit")
 LOCK_FILE = ".ship.lock"
 #: the segments of shipped spools (a worker's own writer thread names its ``audit-…``)
 SEGMENTS = "shipped-*.jsonl"
+#: batches read ahead at most while they cannot be shipped (memory stays bounded)
+MAX_PENDING_BATCHES = 10
 #: how much of a segment one read takes (reading stops at the first unused byte)
 READ_BYTES = 256 << 10
 
@@ -98,12 +100,28 @@ class _Segment:
             os.close(self.fd)
 
 
+class _Mark:
+    """The lock file's content: a stamp the last shipper that committed wrote there, so that a
+    shipper sees whether another one moved the offsets since its own last commit."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def moved(self, mine: bytes) -> bool:
+        return os.pread(self.fd, 64, 0) != mine
+
+    def stamp(self) -> bytes:
+        mark = os.urandom(16).hex().encode()
+        os.pwrite(self.fd, mark, 0)
+        return mark
+
+
 @contextlib.contextmanager
-def _ship_lock(directory: Path) -> Iterator[None]:
+def _ship_lock(directory: Path) -> Iterator[_Mark]:
     fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield _Mark(fd)
     finally:
         os.close(fd)  # (unlocks)
 
@@ -135,6 +153,7 @@ class Shipper:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self._segments: dict[Path, _Segment] = {}
+        self._mark = b""  # what this shipper last stamped on the lock file
         self.shipped = 0
         #: when a record was last read (idle detection for materialization)
         self.last_record = 0.0
@@ -193,11 +212,11 @@ class Shipper:
             if len(data) < READ_BYTES or b"\0" in data:
                 return  # (the end of the file, or of what is written so far)
 
-    def _offsets(self, segments: Sequence[_Segment]) -> None:
-        """Look up the committed offsets (one query): another shipper (a worker's ``sync``) may
-        have moved them since this one's last cycle; then what this one read and did not ship
-        is dropped and read again from there."""
-        todo = list(segments)
+    def _offsets(self, segments: Sequence[_Segment], *, moved: bool) -> None:
+        """Look up the committed offsets (one query) of new segments, or of all when another
+        shipper (a worker's ``sync``) ``moved`` them since this one's last cycle; then what this
+        one read and did not ship is dropped and read again from there."""
+        todo = [s for s in segments if moved or s.committed is None]
         if not todo:
             return
         with self.trail.store.read_conn() as conn:
@@ -218,12 +237,14 @@ class Shipper:
     def cycle(self, *, force: bool = False) -> int:
         """Read, sync and (when due, or ``force``) ship; returns how many records were
         appended to the chain."""
-        with _ship_lock(self.dir):
+        with _ship_lock(self.dir) as mark:
             segments = self._scan()
-            self._offsets(segments)
+            self._offsets(segments, moved=mark.moved(self._mark))
             for seg in segments:
-                self._read(seg)
-                if seg.read > seg.synced:
+                full = self.backlog >= MAX_PENDING_BATCHES * self.trail.batch_size
+                if not full:  # (the database is down: read no further, but keep syncing)
+                    self._read(seg)
+                if seg.read > seg.synced or (full and not seg.sealed):
                     with contextlib.suppress(OSError):
                         os.fdatasync(seg.fd)
                     seg.synced = seg.read
@@ -234,6 +255,8 @@ class Shipper:
                 due = time.monotonic() - min(s.since for s in waiting) >= self.trail.flush_interval
             shipped = self._ship(waiting) if due and n else 0
             self._retire(segments)
+            if shipped:
+                self._mark = mark.stamp()
         return shipped
 
     def _ship(self, waiting: list[_Segment]) -> int:
@@ -332,6 +355,8 @@ class Shipper:
 
 
 def _unknown(conn: Connection, entries: list[Entry]) -> list[Entry]:
+    """``entries`` without those the chain holds, and each event once (a damaged spool may
+    repeat one: it must not stop the shipping)."""
     known = set(
         conn.execute(
             select(audit_chain.c.event_id).where(
@@ -339,7 +364,12 @@ def _unknown(conn: Connection, entries: list[Entry]) -> list[Entry]:
             )
         ).scalars()
     )
-    return [e for e in entries if e[2] not in known]
+    out = []
+    for e in entries:
+        if e[2] not in known:
+            known.add(e[2])
+            out.append(e)
+    return out
 
 
 def _set_offsets(conn: Connection, offsets: dict[str, int]) -> None:
@@ -370,6 +400,10 @@ def run_shipper(trail: AuditTrail, directory: Path, *, parent: int | None = None
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     backoff = 0.0
+    # events chained and perhaps not yet stored as AuditEvents: only then is materialization
+    # looked at (an idle shipper costs a few system calls a cycle, no database round trip);
+    # other processes' events (a worker's sync stores its own) are looked for every 10 s
+    unstored, looked = True, time.monotonic()
     try:
         while not stopping:
             if parent is not None and os.getppid() != parent:
@@ -378,7 +412,10 @@ def run_shipper(trail: AuditTrail, directory: Path, *, parent: int | None = None
                 n = shipper.cycle()
                 backoff = 0.0
                 trail._last_record = shipper.last_record
-                trail._maybe_materialize(n, once=True)
+                if not unstored and time.monotonic() - looked > 10.0:
+                    unstored, looked = trail.lag() > 0, time.monotonic()
+                if n or unstored:
+                    unstored = trail._maybe_materialize(n, once=True) != 0
             except Exception:
                 trail.failures += 1
                 log.exception("audit shipping failed; will retry")

@@ -58,11 +58,15 @@ AHEAD = 256 << 10
 class _Segment:
     def __init__(self, path: Path, size: int) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        # made and locked under a name no reader lists, then renamed: a reader never finds
+        # it unlocked (which would mean sealed) before its process holds it
+        new = path.with_name(f".{path.name}.new")
+        self.fd = os.open(new, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.ftruncate(self.fd, size)
         with contextlib.suppress(OSError):  # blocks allocated now, not at the first write
             os.posix_fallocate(self.fd, 0, size)
+        os.rename(new, path)
         self.map = mmap.mmap(
             self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE
         )
