@@ -33,6 +33,12 @@ How a record travels:
    event recorded before its request (in this process; other processes' within their
    ``flush_interval``).
 
+Under ``ehr serve`` (``shipper="process"``) steps 1 and 2 are split between processes: a worker
+only serializes its record and copies it into its spool segment (no queue, no writer thread),
+and the audit shipper process (:mod:`ehr.security.shipper`) reads the workers' segments, syncs
+them and appends their records to the chain, then materializes as above; a worker that must
+see its own events (``sync``) runs a cycle of the shipper's itself.
+
 Guarantees: an interaction's record is on local disk before its response is sent; a process
 crash loses none (the spool is replayed by the next process); a power loss at most the last
 ``fsync_interval`` of records. When the queue is full (the database is down) requests are
