@@ -168,6 +168,31 @@ def test_after_a_crash_the_records_are_shipped_once(store: Store, tmp_path: Path
     again.close()
 
 
+def test_a_forced_cycle_ships_everything_however_much_is_spooled(
+    store: Store, tmp_path: Path
+) -> None:
+    """One pass reads a bounded amount of each segment; a forced cycle (a worker's ``sync``,
+    the shipper's last cycle at shutdown) passes again until everything spooled is chained.
+    (A first version stopped after one pass: records stayed in the spool at shutdown.)"""
+    from ehr.security.shipper import READ_BYTES, READS_PER_CYCLE
+
+    spool = tmp_path / "spool"
+    w1, w2 = worker(store, spool), worker(store, spool)
+    n = 0
+    while n * 150 < 2 * READ_BYTES * READS_PER_CYCLE:  # over two passes' worth in each
+        w1.record(rec(n))
+        w2.record(rec(n))
+        n += 1
+    shipper = Shipper(AuditTrail(store, batch_size=500), spool)
+    assert shipper.cycle(force=True) == 2 * n
+    assert len(chain_ids(store)) == 2 * n
+    w1.close()
+    w2.close()
+    shipper.cycle()
+    assert list(spool.glob(SEGMENTS)) == []
+    shipper.close()
+
+
 def test_a_repeated_record_is_chained_once(store: Store, tmp_path: Path) -> None:
     """A spool line written twice (a damaged or copied segment) must not wedge the shipper."""
     spool = tmp_path / "spool"

@@ -69,10 +69,12 @@ log = logging.getLogger("ehr.security.audit")
 LOCK_FILE = ".ship.lock"
 #: the segments of shipped spools (a worker's own writer thread names its ``audit-…``)
 SEGMENTS = "shipped-*.jsonl"
-#: batches read ahead at most while they cannot be shipped (memory stays bounded)
+#: batches of a segment read ahead at most while they cannot be shipped (bounded memory)
 MAX_PENDING_BATCHES = 10
-#: how much of a segment one read takes (reading stops at the first unused byte)
+#: how much of a segment one read takes (reading stops at the first unused byte), and how many
+#: reads of a segment one pass makes at most (1 MiB: ~2,800 records)
 READ_BYTES = 256 << 10
+READS_PER_CYCLE = 4
 
 
 def offset_name(path: Path) -> str:
@@ -184,7 +186,7 @@ class Shipper:
                 pass
         assert seg.committed is not None
         pos = max(seg.read, seg.committed)
-        while True:
+        for _ in range(READS_PER_CYCLE):  # (bounded: every segment gets its turn)
             data = os.pread(seg.fd, READ_BYTES, pos)
             chunk = _complete(data)
             if not chunk:
@@ -236,28 +238,35 @@ class Shipper:
     # -- one cycle -----------------------------------------------------------------------------
     def cycle(self, *, force: bool = False) -> int:
         """Read, sync and (when due, or ``force``) ship; returns how many records were
-        appended to the chain."""
+        appended to the chain. ``force``: again and again until everything spooled so far is
+        in the chain (one pass reads a bounded amount of each segment)."""
+        total = 0
         with _ship_lock(self.dir) as mark:
-            segments = self._scan()
-            self._offsets(segments, moved=mark.moved(self._mark))
-            for seg in segments:
-                full = self.backlog >= MAX_PENDING_BATCHES * self.trail.batch_size
-                if not full:  # (the database is down: read no further, but keep syncing)
-                    self._read(seg)
-                if seg.read > seg.synced or (full and not seg.sealed):
-                    with contextlib.suppress(OSError):
-                        os.fdatasync(seg.fd)
-                    seg.synced = seg.read
-            waiting = [s for s in segments if s.pending]
-            n = sum(len(s.pending) for s in waiting)
-            due = force or n >= self.trail.batch_size
-            if not due and waiting:
-                due = time.monotonic() - min(s.since for s in waiting) >= self.trail.flush_interval
-            shipped = self._ship(waiting) if due and n else 0
-            self._retire(segments)
-            if shipped:
-                self._mark = mark.stamp()
-        return shipped
+            while True:
+                segments = self._scan()
+                self._offsets(segments, moved=mark.moved(self._mark))
+                for seg in segments:
+                    if len(seg.pending) < MAX_PENDING_BATCHES * self.trail.batch_size:
+                        self._read(seg)  # (else the database is down: read no further)
+                    # a live segment may hold more than was read (a pass reads a bounded
+                    # amount): sync it every pass (on a clean file, nearly free)
+                    if seg.read > seg.synced or not seg.sealed:
+                        with contextlib.suppress(OSError):
+                            os.fdatasync(seg.fd)
+                        seg.synced = seg.read
+                waiting = [s for s in segments if s.pending]
+                n = sum(len(s.pending) for s in waiting)
+                due = force or n >= self.trail.batch_size
+                if not due and waiting:
+                    oldest = min(s.since for s in waiting)
+                    due = time.monotonic() - oldest >= self.trail.flush_interval
+                shipped = self._ship(waiting) if due and n else 0
+                self._retire(segments)
+                if shipped:
+                    self._mark = mark.stamp()
+                total += shipped
+                if not (force and shipped):
+                    return total
 
     def _ship(self, waiting: list[_Segment]) -> int:
         """Append the pending records to the chain, oldest first, a batch per transaction."""
