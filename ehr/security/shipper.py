@@ -177,7 +177,8 @@ class Shipper:
             self._segments.pop(path).close()
         return found
 
-    def _read(self, seg: _Segment) -> None:
+    def _read(self, seg: _Segment) -> bool:
+        """Read what is new in ``seg`` (a bounded amount); True when more is left to read."""
         if not seg.sealed:
             try:  # the owner holds its lock while the segment is open
                 fcntl.flock(seg.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,7 +191,7 @@ class Shipper:
             data = os.pread(seg.fd, READ_BYTES, pos)
             chunk = _complete(data)
             if not chunk:
-                return
+                return False
             end = pos
             for line in chunk.split(b"\n")[:-1]:
                 end += len(line) + 1
@@ -208,11 +209,12 @@ class Shipper:
                     seg.since = time.monotonic()
                 seg.pending.append((entry, end))
             if end == pos:
-                return
+                return False
             seg.read = pos = end
             self.last_record = time.monotonic()
             if len(data) < READ_BYTES or b"\0" in data:
-                return  # (the end of the file, or of what is written so far)
+                return False  # (the end of the file, or of what is written so far)
+        return True
 
     def _offsets(self, segments: Sequence[_Segment], *, moved: bool) -> None:
         """Look up the committed offsets (one query) of new segments, or of all when another
@@ -238,16 +240,20 @@ class Shipper:
     # -- one cycle -----------------------------------------------------------------------------
     def cycle(self, *, force: bool = False) -> int:
         """Read, sync and (when due, or ``force``) ship; returns how many records were
-        appended to the chain. ``force``: again and again until everything spooled so far is
-        in the chain (one pass reads a bounded amount of each segment)."""
+        appended to the chain. ``force``: again until everything spooled before it began is in
+        the chain (one pass reads a bounded amount of each segment; records spooled meanwhile
+        may wait for the next cycle, so live traffic cannot keep it going)."""
         total = 0
         with _ship_lock(self.dir) as mark:
             while True:
                 segments = self._scan()
                 self._offsets(segments, moved=mark.moved(self._mark))
+                more = False
                 for seg in segments:
                     if len(seg.pending) < MAX_PENDING_BATCHES * self.trail.batch_size:
-                        self._read(seg)  # (else the database is down: read no further)
+                        more |= self._read(seg)  # (else the database is down: read no further)
+                    else:
+                        more = True
                     # a live segment may hold more than was read (a pass reads a bounded
                     # amount): sync it every pass (on a clean file, nearly free)
                     if seg.read > seg.synced or not seg.sealed:
@@ -265,7 +271,7 @@ class Shipper:
                 if shipped:
                     self._mark = mark.stamp()
                 total += shipped
-                if not (force and shipped):
+                if not (force and shipped and more):
                     return total
 
     def _ship(self, waiting: list[_Segment]) -> int:
