@@ -131,9 +131,10 @@ def server(
         env=env, cwd=ROOT,
     )
     # the audit shipper, as ``ehr serve`` runs it beside its workers (only while they spool)
+    from fhir_api.cli import audit_shipper_command
+
     shipper = subprocess.Popen(
-        [sys.executable, "-m", "fhir_api.cli", "audit", "ship", "--parent", str(os.getpid())],
-        env=env, cwd=ROOT,
+        audit_shipper_command(os.getpid()), env=env, cwd=ROOT,
     ) if env["EHR_SECURITY_AUDIT_SHIPPER"] == "process" else None
     # fmt: on
     base = f"http://127.0.0.1:{port}/fhir"

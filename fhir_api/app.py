@@ -138,6 +138,14 @@ def include_before_interactions(app: FastAPI, router: APIRouter) -> None:
 GC_THRESHOLDS = (50_000, 20, 20)
 
 
+def settle_collector() -> None:
+    """Once a serving process has loaded what it keeps (the app, the modules, the definitions
+    tables: ~340k objects), keep it out of the collector's full passes (~140 ms each) and
+    collect with :data:`GC_THRESHOLDS`. The workers and the audit shipper call it."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def create_app(
     store: Store | None = None,
     settings: Settings | None = None,
@@ -162,10 +170,7 @@ def create_app(
         worker = BulkWorker(built, settings.data_dir)  # Bulk Data jobs survive restarts
         app.state.bulk_worker = worker
         worker.start()
-        # what exists now (the app, the modules, the definitions tables: ~340k objects) lives
-        # as long as the process: keep it out of the collector's full passes (~140 ms each)
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        settle_collector()  # what exists now lives as long as the process
         try:
             yield
         finally:

@@ -29,7 +29,7 @@ from ehr.store import Store
 if TYPE_CHECKING:
     from fhir_api.apps.demo_accounts import DemoAccount
 
-__all__ = ["main"]
+__all__ = ["audit_shipper_command", "main"]
 
 
 def _store() -> Store:
@@ -64,6 +64,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit_shipper_command(parent: int) -> list[str]:
+    """The command of an audit shipper that stops when the process ``parent`` is gone."""
+    return [sys.executable, "-m", "fhir_api.cli", "audit", "ship", "--parent", str(parent)]
+
+
 @contextmanager
 def _audit_shipper() -> Iterator[None]:
     """Run the audit shipper (``ehr audit ship``, :mod:`ehr.security.shipper`) next to the
@@ -77,7 +82,7 @@ def _audit_shipper() -> Iterator[None]:
     if not SecuritySettings().shipped:
         yield
         return
-    cmd = [sys.executable, "-m", "fhir_api.cli", "audit", "ship", "--parent", str(os.getpid())]
+    cmd = audit_shipper_command(os.getpid())
     procs = [subprocess.Popen(cmd, start_new_session=True)]
     stop = threading.Event()
 

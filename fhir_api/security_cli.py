@@ -83,17 +83,15 @@ def cmd_audit_ship(args: argparse.Namespace) -> int:
     from ehr.security.shipper import run_shipper
     from ehr.security.visibility import patient_compartment
     from ehr.settings import get_settings
-    from fhir_api.app import GC_THRESHOLDS
+    from fhir_api.app import settle_collector
     from fhir_api.security import SecuritySettings, audit_trail, spool_dir
 
     store = _store()
     config, settings = SecuritySettings(), get_settings()
     trail = audit_trail(store, config, settings, shipper=True)
-    # as a server worker does (fhir_api.app): what is loaded now lives as long as the process
-    search_parameters(), patient_compartment()
+    search_parameters(), patient_compartment()  # (loaded now: they live as long as it)
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    settle_collector()
     run_shipper(trail, spool_dir(store, config, settings), parent=args.parent)
     return 0
 

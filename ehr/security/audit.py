@@ -79,12 +79,11 @@ from sqlalchemy.exc import IntegrityError
 from ehr.model import dumps, stamp
 from ehr.search.dates import date_range, now_us, us_to_instant
 from ehr.search.normalize import normalize_string
-from ehr.storage.db import is_postgres
+from ehr.storage.db import driver_error, is_postgres
 from ehr.storage.tables import resources
 from ehr.store import Store, WriteContext
 
-from .shipper import SEGMENTS
-from .spool import SEGMENT_BYTES, Spool, orphans, read_segment
+from .spool import SEGMENT_BYTES, SEGMENTS, Spool, orphans, read_segment
 from .tables import GENESIS, audit_chain, audit_state
 from .visibility import stored_patients
 
@@ -231,6 +230,32 @@ Entry = tuple[bytes, tuple[str, str] | None, str, int]
 def _entry(rec: AuditRecord, line: bytes | None = None) -> Entry:
     key = (rec.rtype, rec.rid) if rec.resolve and rec.rtype and rec.rid else None
     return (line if line is not None else rec.line(), key, rec.id, rec.recorded)
+
+
+def _entry_of_line(line: bytes) -> Entry:
+    """:func:`_entry` of a spooled line, without building its record (the spool's readers).
+    Raises ``orjson.JSONDecodeError``, ``KeyError`` or ``TypeError`` for a damaged line."""
+    d = orjson.loads(line)
+    key = (d["rtype"], d["rid"]) if d.get("resolve") and d.get("rtype") and d.get("rid") else None
+    return (line, key, d["id"], d["recorded"])
+
+
+def _not_chained(conn: Connection, entries: Sequence[Entry]) -> list[Entry]:
+    """``entries`` without those the chain already holds, each event once (a replay; a spool
+    that repeats a line must not stop the writing)."""
+    known = set(
+        conn.execute(
+            select(audit_chain.c.event_id).where(
+                audit_chain.c.event_id.in_([e[2] for e in entries])
+            )
+        ).scalars()
+    )
+    out = []
+    for e in entries:
+        if e[2] not in known:
+            known.add(e[2])
+            out.append(e)
+    return out
 
 
 # ------------------------------------------------------------------------------ the AuditEvent
@@ -490,19 +515,24 @@ def _insert_rows(conn: Connection, rows: Sequence[ChainRow]) -> None:
     if not is_postgres(conn):
         conn.execute(insert(audit_chain), [dict(zip(_CHAIN_COLS, r, strict=True)) for r in rows])
         return
+    import psycopg
+
     raw = conn.connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(_COPY_SQL) as cp:
-        if all(_SAFE_ID.fullmatch(r[1]) for r in rows):
-            cp.write(
-                "".join(
-                    f"{seq}\t{event_id}\t{recorded}\t\\\\x{record.hex()}\t{prev}\t{digest}\n"
-                    for seq, event_id, recorded, record, prev, digest in rows
-                ).encode("ascii")
-            )
-        else:  # ids not of our making: let the driver escape them
-            for r in rows:
-                cp.write_row(r)
+    try:
+        with raw.cursor() as cur, cur.copy(_COPY_SQL) as cp:
+            if all(_SAFE_ID.fullmatch(r[1]) for r in rows):
+                cp.write(
+                    "".join(
+                        f"{seq}\t{event_id}\t{recorded}\t\\\\x{record.hex()}\t{prev}\t{digest}\n"
+                        for seq, event_id, recorded, record, prev, digest in rows
+                    ).encode("ascii")
+                )
+            else:  # ids not of our making: let the driver escape them
+                for r in rows:
+                    cp.write_row(r)
+    except psycopg.Error as exc:  # (as SQLAlchemy wraps it: a duplicate is an IntegrityError)
+        raise driver_error(_COPY_SQL, exc) from exc
 
 
 #: how a record with no patients yet that asks to be resolved serializes (fixed field order)
@@ -699,10 +729,11 @@ class AuditTrail:
         and the resource to resolve (bytes and a tuple of strings: objects the garbage collector
         does not track, so a long queue costs the collector nothing)."""
         rec.site = rec.site or self.site
-        if self.shipped:
+        spool = self._spool
+        if self.shipped and spool is not None:  # (closed: as a closed writer thread's trail)
             line = rec.line()
             with self._lock:
-                self._spool.append(line)  # type: ignore[union-attr]
+                spool.append(line)
             return
         entry = _entry(rec)
         with self._lock:
@@ -874,14 +905,7 @@ class AuditTrail:
                 with self.store.write() as ctx:
                     conn = ctx.conn
                     if skip_known:
-                        known = set(
-                            conn.execute(
-                                select(audit_chain.c.event_id).where(
-                                    audit_chain.c.event_id.in_([e[2] for e in entries])
-                                )
-                            ).scalars()
-                        )
-                        entries = [e for e in entries if e[2] not in known]
+                        entries = _not_chained(conn, entries)
                         if not entries:
                             return
                     owners = self._patients(conn, {e[1] for e in entries if e[1] is not None})
@@ -956,8 +980,8 @@ class AuditTrail:
                 entries = []
                 for line in read_segment(fd):
                     try:
-                        entries.append(_entry(AuditRecord.from_line(line), line))
-                    except (orjson.JSONDecodeError, TypeError):
+                        entries.append(_entry_of_line(line))
+                    except (orjson.JSONDecodeError, KeyError, TypeError):
                         log.warning("skipping a damaged line in %s", path)
                 for start in range(0, len(entries), self.batch_size):
                     self._append(entries[start : start + self.batch_size], skip_known=True)

@@ -21,13 +21,14 @@ How (one :meth:`Shipper.cycle`, every ``fsync_interval``, 50 ms):
 3. when ``batch_size`` records wait, or the oldest has waited ``flush_interval`` (1 s), or on
    demand, they are appended to the chain in time order, in one transaction per batch that
    also moves each segment's *offset* (a row ``spool:…`` of ``audit_state``: how many bytes of
-   the segment are in the chain). The rows are locked and compared first: records another
-   cycle committed meanwhile are never appended twice;
+   the segment are in the chain);
 4. a sealed segment whose every record is in the chain is deleted, then its offset row.
 
-A segment with no offset row (left by an older server that wrote from its own thread and
-crashed) is read from its start; if its records are already in the chain, the unique event id
-says so and the batch is appended again without them.
+Each record is chained once: the ``flock`` serializes shippers; one that sees another one's
+stamp on the lock file (another shipper committed since its own last commit) looks the offsets
+up again and drops what it read beyond them. Should an offset row still lag behind the chain
+(lost), the segment is read again from there; the unique event id says which records the
+chain holds, and the batch is appended again without them.
 
 ``ehr serve`` starts the shipper next to the workers and stops it after them (a last cycle
 ships everything); ``ehr audit ship`` runs one in the foreground.
@@ -46,7 +47,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import orjson
 from sqlalchemy import delete, select
@@ -57,18 +57,23 @@ from sqlalchemy.exc import IntegrityError
 
 from ehr.storage.db import is_postgres
 
-from .tables import audit_chain, audit_state
+from .audit import (
+    WRITER_THREAD,
+    AuditTrail,
+    Entry,
+    _chain_append,
+    _entry_of_line,
+    _name_os_thread,
+    _not_chained,
+)
+from .spool import SEGMENTS
+from .tables import audit_state
 
-if TYPE_CHECKING:
-    from .audit import AuditTrail, Entry
-
-__all__ = ["Shipper", "run_shipper"]
+__all__ = ["SEGMENTS", "Shipper", "run_shipper"]
 
 log = logging.getLogger("ehr.security.audit")
 
 LOCK_FILE = ".ship.lock"
-#: the segments of shipped spools (a worker's own writer thread names its ``audit-…``)
-SEGMENTS = "shipped-*.jsonl"
 #: batches of a segment read ahead at most while they cannot be shipped (bounded memory)
 MAX_PENDING_BATCHES = 10
 #: how much of a segment one read takes (reading stops at the first unused byte), and how many
@@ -138,14 +143,6 @@ def _complete(data: bytes) -> bytes:
     return data[: end + 1] if end >= 0 else b""
 
 
-def _entry_of(line: bytes) -> Entry:
-    """The queue entry of a spooled line (what :func:`ehr.security.audit._entry` gives for its
-    record), without building the record."""
-    d = orjson.loads(line)
-    key = (d["rtype"], d["rid"]) if d.get("resolve") and d.get("rtype") and d.get("rid") else None
-    return (line, key, d["id"], d["recorded"])
-
-
 class Shipper:
     """Ships the spool folder ``directory`` into ``trail``'s chain (see the module docstring).
     ``trail`` gives the store, the batch size, the owner cache and materialization."""
@@ -198,7 +195,7 @@ class Shipper:
                 if not line.strip():
                     continue
                 try:
-                    entry = _entry_of(line)
+                    entry = _entry_of_line(line)
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     if not seg.sealed:  # (being written: read it again next time)
                         end -= len(line) + 1
@@ -291,9 +288,7 @@ class Shipper:
             upto: dict[str, tuple[_Segment, int]] = {}
             for _, _, seg, end, _ in batch:
                 upto[seg.name] = (seg, end)
-            entries = [t[4] for t in batch]
-            if not self._commit(entries, upto):
-                break  # the offsets moved under us: read again next cycle
+            self._commit([t[4] for t in batch], {n: end for n, (_, end) in upto.items()})
             for seg, end in upto.values():
                 seg.committed = end
                 seg.pending = [p for p in seg.pending if p[1] > end]
@@ -301,46 +296,23 @@ class Shipper:
         self.shipped += done
         return done
 
-    def _commit(self, entries: list[Entry], upto: dict[str, tuple[_Segment, int]]) -> bool:
-        """One transaction: check the segments' offsets, append ``entries``, move the offsets.
-        False (nothing written) when an offset is not where this shipper left it."""
-        from .audit import _chain_append, _ensure_state
-
+    def _commit(self, entries: list[Entry], offsets: dict[str, int]) -> None:
+        """One transaction: append ``entries`` to the chain and move the segments' offsets."""
         for attempt in range(3):
             try:
                 with self.trail.store.write() as ctx:
                     conn = ctx.conn
-                    for name in upto:
-                        _ensure_state(conn, name)
-                    stmt = select(audit_state.c.name, audit_state.c.seq).where(
-                        audit_state.c.name.in_(list(upto))
-                    )
-                    if is_postgres(conn):
-                        stmt = stmt.with_for_update()
-                    now = dict(conn.execute(stmt).all())
-                    stale = [n for n, (seg, _) in upto.items() if int(now[n]) != seg.committed]
-                    if stale:
-                        for n in stale:  # another cycle shipped them: look up again
-                            seg = upto[n][0]
-                            seg.committed, seg.read = int(now[n]), int(now[n])
-                            seg.pending.clear()
-                        return False
-                    if attempt:  # a duplicate: records a crashed writer had committed
-                        entries = _unknown(conn, entries)
-                    owners = self.trail._patients(conn, {e[1] for e in entries if e[1]})
+                    if attempt:  # a duplicate: the chain holds some of them already
+                        entries = _not_chained(conn, entries)
                     if entries:
+                        owners = self.trail._patients(conn, {e[1] for e in entries if e[1]})
                         _chain_append(conn, entries, owners)
-                    _set_offsets(conn, {n: end for n, (_, end) in upto.items()})
-                return True
-            except Exception as exc:
-                # (COPY goes through the driver: its unique violation is not SQLAlchemy's)
-                duplicate = (
-                    isinstance(exc, IntegrityError) or getattr(exc, "sqlstate", "") == "23505"
-                )
-                if not duplicate or attempt == 2:
+                    _set_offsets(conn, offsets)
+                return
+            except IntegrityError:
+                if attempt == 2:
                     raise
                 time.sleep(0.01 * (attempt + 1))
-        return False
 
     def _retire(self, segments: Sequence[_Segment]) -> None:
         """Delete the sealed segments that are wholly in the chain, then their offset rows."""
@@ -369,24 +341,6 @@ class Shipper:
         return sum(len(s.pending) for s in self._segments.values())
 
 
-def _unknown(conn: Connection, entries: list[Entry]) -> list[Entry]:
-    """``entries`` without those the chain holds, and each event once (a damaged spool may
-    repeat one: it must not stop the shipping)."""
-    known = set(
-        conn.execute(
-            select(audit_chain.c.event_id).where(
-                audit_chain.c.event_id.in_([e[2] for e in entries])
-            )
-        ).scalars()
-    )
-    out = []
-    for e in entries:
-        if e[2] not in known:
-            known.add(e[2])
-            out.append(e)
-    return out
-
-
 def _set_offsets(conn: Connection, offsets: dict[str, int]) -> None:
     dialect = pg_insert if is_postgres(conn) else sqlite_insert
     stmt = dialect(audit_state)
@@ -401,8 +355,6 @@ def _set_offsets(conn: Connection, offsets: dict[str, int]) -> None:
 def run_shipper(trail: AuditTrail, directory: Path, *, parent: int | None = None) -> int:
     """Ship ``directory`` until SIGTERM/SIGINT (or until the process ``parent`` is gone), then
     ship what is left; materialize AuditEvents as ``trail`` says. Returns records shipped."""
-    from .audit import WRITER_THREAD, _name_os_thread
-
     _name_os_thread(WRITER_THREAD)
     trail.replay(directory)  # segments of crashed workers that wrote from their own thread
     shipper = Shipper(trail, directory)

@@ -43,10 +43,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["SEGMENT_BYTES", "Spool", "orphans", "read_segment"]
+__all__ = ["SEGMENTS", "SEGMENT_BYTES", "Spool", "orphans", "read_segment"]
 
 log = logging.getLogger("ehr.security.audit")
 
+#: the segments of shipped spools (read by :mod:`ehr.security.shipper`; the segments a
+#: worker's own writer thread takes are ``audit-…``, :func:`orphans`)
+SEGMENTS = "shipped-*.jsonl"
 #: the size of one segment; a full segment is rotated at once
 SEGMENT_BYTES = 4 << 20
 #: how far beyond the last append the writer keeps the pages of the segment mapped in (at one
