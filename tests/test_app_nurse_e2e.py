@@ -79,6 +79,8 @@ def open_station(e2e: E2E) -> tuple[Any, DemoWard, DemoAdmission]:
     page.goto(e2e.url("/app/nurse/"))
     sign_in(page, "demo.nurse")
     page.wait_for_url(re.compile(r"/app/nurse/"))
+    # the station is wired (tabs, forms) before it names the nurse: act only after that
+    page.locator("#who", has_text="当前护士").wait_for()
     return page, ward, ward.admissions[0]
 
 
