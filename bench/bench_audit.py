@@ -1,32 +1,43 @@
 """Audit overhead on reads (issue 5: "audit writes never slow a read by more than 10%").
 
-    .venv/bin/python bench/bench_audit.py [--patients 10000] [--seconds 10] [--rounds 2]
+    .venv/bin/python bench/bench_audit.py [--rounds 10] [--seconds 5] [--patients 5000]
+    .venv/bin/python bench/bench_audit.py --calibrate        # two identical audit-off servers
+    .venv/bin/python bench/bench_audit.py --modes off,eager  # AuditEvents stored at once
+    .venv/bin/python bench/bench_audit.py --modes off,x --mode x=EHR_SECURITY_AUDIT_BATCH=5000
 
-How: loads N Patients and one Observation each into a scratch PostgreSQL database
-``ehr_bench_audit``; starts the secured API (``fhir_api.security:create_secure_app``, 2 uvicorn
-workers) and drives it with wrk (16 keep-alive connections, 2 threads): ``GET`` of a random
-Patient or Observation by id with a ``system/*.rs`` backend token (the cheapest read there is,
-so the audit's share is the largest). The same load runs with the audit trail off
-(``EHR_SECURITY_AUDIT=0``) and on, alternating for ``--rounds``; the ratio of read throughput
-on/off is the figure. With the audit on it also runs once with ``EHR_SECURITY_AUDIT_MATERIALIZE=
-eager`` (AuditEvent resources written at once rather than when the server is idle), to show the
-full cost, and measures afterwards how fast the deferred AuditEvents are stored (events/s).
+How: one server per mode (``ehr serve --workers 2``, each on its own scratch PostgreSQL
+database ``ehr_bench_audit_<mode>`` loaded alike with N Patients and one Observation each),
+all running at once; wrk drives one of them at a time, in short *slices* (``GET`` of a random
+Patient or Observation by id with a ``system/*.rs`` backend token: the cheapest read there is,
+so the audit's share is the largest). Each round gives every server one slice, in the order
+A B C, then C B A, and so on, so a server's slices are interleaved with the others' over the
+whole run. Why slices: on this shared virtual machine the CPU a read costs drifts by ±10 %
+between minutes, more than the effect sought; runs minutes apart (this bench's earlier form:
+one server started per run, off and on alternated) compared drift as much as audit.
 
-Every run checks that nothing was lost: after the server stops (SIGTERM: it writes what is
-queued), the chain holds exactly one event per request wrk made (plus the warm-up and the
-token grant; at most ``--concurrency`` more, in flight when wrk stopped), and
-``verify_audit_chain`` passes. Server, load generator and database share the machine.
+Modes: ``off`` (``EHR_SECURITY_AUDIT=0``); ``on`` (the audit as ``ehr serve`` runs it: the
+workers spool, the shipper chains), with the AuditEvent resources deferred until after the run
+(by default a server stores them when idle; here the other servers' slices would be its idle
+time); ``eager`` (AuditEvents stored as the records are chained: the full cost, all of it
+inside the slices).
 
-CPU per read: of the server processes (all their threads) and of the database's backends; of
-the server's, the audit writer threads' share is printed apart (the trail names its thread in
-the kernel), so the writer's work can be told from the request path's. On a shared box CPU per
-read still rises with the load of other work (caches, SMT): compare only runs made back to
-back, and look at several.
+Two phases: *throughput* (``--concurrency`` 16 connections: the cores saturated; reads/s and
+the CPU per read of the server processes, the shipper included, and of their database
+backends, counted over the slice and the ``--gap`` after it, in which the shipper ships the
+last records) and *latency* (``--light`` 2 connections: what one read takes when the machine
+is not saturated; p50 and p99). The figures are per-server medians and their ratios to the
+first mode's (1.000: the audit costs nothing).
+
+Every audited server is checked afterwards: the chain holds one event per request wrk made
+(plus the warm-up and the token grant; at most ``--concurrency`` more per slice, in flight
+when wrk stopped), and ``verify_audit_chain`` passes; then the deferred AuditEvents are stored
+and their rate printed. Server, load generator and database share the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -34,9 +45,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -259,52 +272,8 @@ def chain_rows(url: str) -> int:
         store.dispose()
 
 
-#: extra settings of the diagnostic modes (``--modes``): where the audit's cost goes
-DIAGNOSTIC = {
-    "queue-only": {"EHR_SECURITY_AUDIT_FLUSH_MS": "3600000", "EHR_SECURITY_AUDIT_SPOOL": "0"},
-    "spool-only": {"EHR_SECURITY_AUDIT_FLUSH_MS": "3600000"},
-    "no-spool": {"EHR_SECURITY_AUDIT_SPOOL": "0"},
-}
-
-
-def run(
-    url: str, args: argparse.Namespace, token_cache: dict[str, str], audit: str
-) -> dict[str, Any]:
-    """One wrk run; ``audit``: off | idle | eager, or a diagnostic mode (:data:`DIAGNOSTIC`)."""
-    port = free_port()
-    data_dir = tempfile.mkdtemp(prefix="bench-audit-")
-    env = {"EHR_DATA_DIR": data_dir, "EHR_SECURITY_AUDIT": "0" if audit == "off" else "1",
-           "EHR_SECURITY_AUDIT_MATERIALIZE": audit if audit in ("idle", "eager") else "idle",
-           "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **DIAGNOSTIC.get(audit, {})}  # fmt: skip
-    before = chain_rows(url)  # (the previous server wrote all its records when it stopped)
-    with server(url, env, args.workers, port) as base:
-        grants = 0 if base in token_cache else 1  # a token grant is an audited event too
-        token = token_cache.get(base) or backend_token(url, base, "system/*.rs")
-        token_cache[base] = token
-        warm = 200
-        with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
-            for i in range(warm):
-                assert c.get(f"{base}/Patient/bench-pat-{i % args.patients}").status_code == 200
-        meter = CpuMeter(SERVER_PID[base], url)
-        meter.begin()
-        result = wrk(base, token, args.patients, args.seconds, args.concurrency)
-        cpu = meter.end()
-    after = chain_rows(url)
-    # requests wrk counted, plus those in flight when it stopped (still served and audited)
-    result["cpu_us_per_read"] = cpu / result["requests"] * 1e6
-    result["server_cpu_us_per_read"] = meter.server_s / result["requests"] * 1e6
-    result["db_cpu_us_per_read"] = meter.db_s / result["requests"] * 1e6
-    result["writer_cpu_us_per_read"] = meter.writer_s / result["requests"] * 1e6
-    result["audited"] = after - before
-    result["expected_audited"] = 0 if audit == "off" else result["requests"] + warm + grants
-    # nothing lost: every counted request is audited; at most ``concurrency`` more were in flight
-    surplus = result["audited"] - result["expected_audited"]
-    result["complete"] = audit == "off" or 0 <= surplus <= args.concurrency
-    return result
-
-
 def catch_up(url: str) -> dict[str, float]:
-    """Store the deferred AuditEvents; returns how many and how fast."""
+    """Store the deferred AuditEvents and verify the chain; returns how many, how fast."""
     store = Store(url)
     trail = AuditTrail(store, materialize="never")
     lag = trail.lag()
@@ -324,88 +293,196 @@ def catch_up(url: str) -> dict[str, float]:
             "events_per_s": done / dt if dt else 0.0, "chain_ok": float(report.ok)}  # fmt: skip
 
 
-def _line(mode: str, r: dict[str, Any]) -> str:
-    return (
-        f"audit {mode:<5} {r['rps']:7.0f} reads/s  p50 {r['p50_ms']:6.2f} ms  p99 "
+#: the servers a run can compare (``--modes``); more with ``--mode NAME=VAR=VALUE[,…]``
+MODES: dict[str, dict[str, str]] = {
+    "off": {"EHR_SECURITY_AUDIT": "0"},
+    "off2": {"EHR_SECURITY_AUDIT": "0"},  # (calibration: two identical servers)
+    # AuditEvent resources deferred: stored after the run, out of the measured slices
+    "on": {"EHR_SECURITY_AUDIT_MATERIALIZE": "never"},
+    "eager": {"EHR_SECURITY_AUDIT_MATERIALIZE": "eager"},
+}
+WARM = 200
+
+
+@dataclass
+class Server:
+    mode: str
+    url: str
+    base: str
+    token: str
+    audited: bool
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    discarded: float = 0.0  # requests of the slices run again
+    reruns: int = 0
+
+
+def connections_per_worker(base: str) -> list[int]:
+    """How many of the established connections to ``base``'s port each worker holds."""
+    port = base.split(":")[2].split("/")[0]
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return sorted(collections.Counter(re.findall(r"pid=(\d+)", out)).values())
+
+
+def balanced(split: list[int], connections: int, workers: int) -> bool:
+    """Every worker holds its share of the connections, give or take an eighth."""
+    fair, slack = connections / workers, max(connections / 8, 0.5)
+    return len(split) == workers and all(abs(n - fair) <= slack for n in split)
+
+
+def measure(srv: Server, args: argparse.Namespace, connections: int, phase: str) -> None:
+    """One slice: ``wrk`` on ``srv`` for ``--seconds``, then ``--gap`` seconds idle (the
+    shipper ships the last records read, within a second); the CPU of the server, its shipper
+    and its database backends is counted over both.
+
+    The workers share one listening socket, and the first to wake takes every connection
+    queued: wrk's connections, opened at once, can land 2/0 or 13/3 on two workers, halving a
+    slice's throughput whatever the audit does. A slice whose connections were not shared
+    evenly (looked at one second in) is run again, up to three times; the split is kept."""
+    for attempt in range(4):
+        meter = CpuMeter(SERVER_PID[srv.base], srv.url)
+        meter.begin()
+        result: dict[str, Any] = {}
+        run = threading.Thread(
+            target=lambda out=result: out.update(
+                wrk(srv.base, srv.token, args.patients, args.seconds, connections)
+            )
+        )
+        run.start()
+        time.sleep(1.0)
+        split = connections_per_worker(srv.base)
+        run.join()
+        time.sleep(args.gap)
+        cpu = meter.end()
+        if balanced(split, connections, args.workers) or attempt == 3:
+            break
+        srv.discarded += result["requests"]  # (audited all the same)
+        srv.reruns += 1
+        print(f"  ({phase} {srv.mode}: connections {split}, again)", flush=True)
+    r = result
+    n = r["requests"]
+    r.update(phase=phase, split=split, cpu_us_per_read=cpu / n * 1e6,
+             server_us=meter.server_s / n * 1e6, db_us=meter.db_s / n * 1e6,
+             shipper_us=meter.writer_s / n * 1e6)  # fmt: skip
+    srv.slices.append(r)
+    print(
+        f"  {phase:<10} {srv.mode:<6} {r['rps']:7.0f} reads/s  p50 {r['p50_ms']:6.2f} ms  p99 "
         f"{r['p99_ms']:7.2f} ms  cpu {r['cpu_us_per_read']:5.0f} us/read (server "
-        f"{r['server_cpu_us_per_read']:.0f} of which audit writer "
-        f"{r['writer_cpu_us_per_read']:.0f}, db {r['db_cpu_us_per_read']:.0f})  audited "
-        f"{r['audited']:.0f} for {r['expected_audited']:.0f} counted"
+        f"{r['server_us']:.0f}, of it the audit shipper {r['shipper_us']:.0f}; db "
+        f"{r['db_us']:.0f}) {split}",
+        flush=True,
     )
+
+
+def _med(srv: Server, phase: str, key: str) -> float:
+    xs = [s[key] for s in srv.slices if s["phase"] == phase]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _paired(a: Server, b: Server, phase: str, key: str) -> list[float]:
+    """Per round: ``b``'s figure over ``a``'s (the two slices of a round ran back to back)."""
+    xs = [s[key] for s in a.slices if s["phase"] == phase]
+    ys = [s[key] for s in b.slices if s["phase"] == phase]
+    return [round(y / x, 3) for x, y in zip(xs, ys, strict=True)]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--patients", type=int, default=10_000)
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--patients", type=int, default=5000)
+    ap.add_argument("--seconds", type=int, default=5, help="of one slice")
+    ap.add_argument("--gap", type=float, default=2.0, help="idle seconds after a slice")
+    ap.add_argument("--concurrency", type=int, default=16, help="of the throughput slices")
+    ap.add_argument("--light", type=int, default=2, help="connections of the latency slices")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=10, help="throughput slices per server")
+    ap.add_argument("--latency-rounds", type=int, default=6)
+    ap.add_argument(
+        "--modes",
+        default="off,on",
+        help="the first is the baseline (two at most: PostgreSQL's 100 connections)",
+    )
+    ap.add_argument("--calibrate", action="store_true", help="same as --modes off,off2")
+    ap.add_argument("--mode", action="append", default=[], help="NAME=VAR=VALUE[,VAR=VALUE]")
     args = ap.parse_args()
+    for spec in args.mode:
+        name, _, rest = spec.partition("=")
+        MODES[name] = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
+    modes = ["off", "off2"] if args.calibrate else args.modes.split(",")
+    print(machine(), flush=True)
 
-    url = fresh_pg_database("ehr_bench_audit")
-    load(url, args.patients)
-    tokens: dict[str, str] = {}
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "idle": [], "eager": []}
-    deferred: list[dict[str, float]] = []
-    for i in range(args.rounds):  # alternate, so drift in the machine's load hits both alike
-        for mode in ("off", "idle") if i < args.rounds - 1 else ("off", "idle", "eager"):
-            r = run(url, args, tokens, mode)
-            runs[mode].append(r)
-            print(_line(mode, r), flush=True)
-            if mode == "idle":  # pay the deferred cost now, out of the measured window
-                deferred.append(catch_up(url))
+    servers: list[Server] = []
+    with ExitStack() as stack:
+        for mode in modes:
+            url = fresh_pg_database(f"ehr_bench_audit_{mode}")
+            load(url, args.patients)
+            env = {"EHR_DATA_DIR": tempfile.mkdtemp(prefix="bench-audit-"),
+                   "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **MODES[mode]}  # fmt: skip
+            base = stack.enter_context(server(url, env, args.workers, free_port()))
+            token = backend_token(url, base, "system/*.rs")
+            with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
+                for i in range(WARM):
+                    assert c.get(f"{base}/Patient/bench-pat-{i % args.patients}").is_success
+            audited = MODES[mode].get("EHR_SECURITY_AUDIT", "1") != "0"
+            servers.append(Server(mode, url, base, token, audited))
+        for phase, rounds, conns in (
+            ("throughput", args.rounds, args.concurrency),
+            ("latency", args.latency_rounds, args.light),
+        ):
+            print(f"{phase}: {rounds} rounds, c{conns}", flush=True)
+            for r in range(rounds):  # ABBA…: a server's slices alternate first and last
+                for srv in servers if r % 2 == 0 else servers[::-1]:
+                    measure(srv, args, conns, phase)
+    # the servers stopped (SIGTERM: the shipper ships what was spooled): nothing lost?
+    lost = 0
+    for srv in servers:
+        if not srv.audited:
+            continue
+        reads = sum(s["requests"] for s in srv.slices) + srv.discarded
+        surplus = chain_rows(srv.url) - (reads + WARM + 1)  # (+1: the token grant)
+        # at most ``connections`` requests were in flight when each slice's wrk stopped
+        ok = 0 <= surplus <= args.concurrency * (len(srv.slices) + srv.reruns)
+        lost += not ok
+        print(f"{srv.mode}: {reads:.0f} reads counted, chain surplus {surplus:.0f}: "
+              f"{'complete' if ok else 'EVENTS LOST'}")  # fmt: skip
+    deferred = {s.mode: catch_up(s.url) for s in servers if s.audited}
+    for mode, d in deferred.items():
+        print(f"{mode}: {d['stored']:.0f} deferred AuditEvents stored at "
+              f"{d['events_per_s']:.0f}/s; chain verified: {bool(d['chain_ok'])}")  # fmt: skip
 
-    def med(mode: str, key: str) -> float:
-        return statistics.median(x[key] for x in runs[mode])
-
-    off, idle, eager = med("off", "rps"), med("idle", "rps"), med("eager", "rps")
-    cpu_off, cpu_idle, cpu_eager = (med(m, "cpu_us_per_read") for m in ("off", "idle", "eager"))
-    lost = [r for m in ("idle", "eager") for r in runs[m] if not r["complete"]]
-    rate = statistics.median(d["events_per_s"] for d in deferred)
-    result = {
-        "machine": machine(),
-        "load_average_at_end": os.getloadavg(),
-        "patients": args.patients,
-        "concurrency": args.concurrency,
-        "server_workers": args.workers,
-        "seconds": args.seconds,
-        "runs": runs,
-        "deferred_materialization": deferred,
-        "throughput_ratio_idle": idle / off,
-        "throughput_ratio_eager": eager / off,
-        "cpu_ratio_idle": cpu_off / cpu_idle,
-        "cpu_ratio_eager": cpu_off / cpu_eager,
-        "runs_with_lost_events": len(lost),
-    }
-    print()
+    ref = servers[0]
     print(
-        f"| reads by id (Patient, Observation), c{args.concurrency}, {args.workers} workers, "
-        f"median of {args.rounds} | reads/s | ratio | server+db CPU per read | ratio |"
+        f"\n| {args.workers} workers, reads by id (Patient, Observation) | reads/s c"
+        f"{args.concurrency} | ratio | CPU per read | ratio | p50 c{args.light} | ratio | "
+        f"p99 c{args.light} | ratio |"
     )
-    print("|---|---|---|---|---|")
-    print(f"| audit off | {off:.0f} | 1.00 | {cpu_off:.0f} us | 1.00 |")
-    print(
-        f"| audit on (AuditEvents stored when idle, default) | {idle:.0f} | {idle / off:.2f} | "
-        f"{cpu_idle:.0f} us | {cpu_off / cpu_idle:.2f} |"
-    )
-    print(
-        f"| audit on (AuditEvents stored at once) | {eager:.0f} | {eager / off:.2f} | "
-        f"{cpu_eager:.0f} us | {cpu_off / cpu_eager:.2f} |"
-    )
-    print(f"\nread throughput ratio, audit on/off: {idle / off:.3f} (by CPU cost: "
-          f"{cpu_off / cpu_idle:.3f}); with AuditEvents stored at once: {eager / off:.3f} "
-          f"({cpu_off / cpu_eager:.3f})")  # fmt: skip
-    print(f"of the server's CPU per read with the audit on, its audit writer threads spent "
-          f"{med('idle', 'writer_cpu_us_per_read'):.0f} us (the request path and the rest: "
-          f"{med('idle', 'server_cpu_us_per_read') - med('idle', 'writer_cpu_us_per_read'):.0f} "
-          f"us, against {med('off', 'server_cpu_us_per_read'):.0f} us with it off); the "
-          f"database {med('idle', 'db_cpu_us_per_read'):.0f} us (off: "
-          f"{med('off', 'db_cpu_us_per_read'):.0f} us)")  # fmt: skip
-    print(f"deferred AuditEvents stored afterwards at {rate:.0f} events/s; chains verified: "
-          f"{all(d['chain_ok'] for d in deferred)}; runs that lost an event: {len(lost)}")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary: dict[str, dict[str, float]] = {}
+    for srv in servers:
+        rps, cpu = _med(srv, "throughput", "rps"), _med(srv, "throughput", "cpu_us_per_read")
+        p50, p99 = _med(srv, "latency", "p50_ms"), _med(srv, "latency", "p99_ms")
+        ratios = {
+            "reads": rps / _med(ref, "throughput", "rps"),
+            "cpu": _med(ref, "throughput", "cpu_us_per_read") / cpu,
+            "p50": _med(ref, "latency", "p50_ms") / p50,
+            "p99": _med(ref, "latency", "p99_ms") / p99,
+        }
+        summary[srv.mode] = ratios
+        print(f"| {srv.mode} | {rps:.0f} | {ratios['reads']:.3f} | {cpu:.0f} us | "
+              f"{ratios['cpu']:.3f} | {p50:.2f} ms | {ratios['p50']:.3f} | {p99:.2f} ms | "
+              f"{ratios['p99']:.3f} |")  # fmt: skip
+    for srv in servers[1:]:
+        print(f"{srv.mode}/{ref.mode} per round: reads/s "
+              f"{_paired(ref, srv, 'throughput', 'rps')}; CPU per read (inverse) "
+              f"{[round(1 / x, 3) for x in _paired(ref, srv, 'throughput', 'cpu_us_per_read')]}")  # fmt: skip
+    print(f"ratios are {ref.mode}'s median over the server's (1.000: no cost); runs that lost "
+          f"an event: {lost}")  # fmt: skip
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
+    result = {"machine": machine(), "args": vars(args), "ratios": summary,
+              "deferred": deferred, "lost": lost,
+              "slices": {s.mode: s.slices for s in servers}}  # fmt: skip
     (out / "bench_audit.json").write_text(json.dumps(result, indent=2))
 
 

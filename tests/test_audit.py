@@ -84,6 +84,12 @@ def test_every_interaction_is_audited_refusals_too(store: Store, tmp_path: Path)
         assert [summary(e) for e in got] == [c[-1] for c in calls]
         for e in got:
             validate_resource(stamp(e, e["id"], 1, 1_700_000_000_000_000))
+        # the middleware serializes its records itself: the bytes of AuditRecord.line(), field
+        # order and omitted defaults included (the patients splice relies on them)
+        with store.read_conn() as conn:
+            lines = [bytes(r) for r in conn.execute(select(audit_chain.c.record)).scalars()]
+        assert len(lines) == len(calls)
+        assert all(AuditRecord.from_line(line).line() == line for line in lines)
         # the write's patient is known; a refusal names only what the requester sent
         assert {"reference": "Patient/pa"} in [x.get("what") for x in got[4]["entity"]]
         refused = got[10]

@@ -59,7 +59,6 @@ import hashlib
 import itertools
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -502,7 +501,6 @@ def index_rows(event: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 _CHAIN_COLS = [c.name for c in audit_chain.columns]
 _COPY_SQL = f"COPY audit_chain ({', '.join(_CHAIN_COLS)}) FROM STDIN"
-_SAFE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 #: a chain row: (seq, event_id, recorded, record, prev_hash, hash), in :data:`_CHAIN_COLS` order
 ChainRow = tuple[int, str, int, bytes, str, str]
@@ -521,7 +519,9 @@ def _insert_rows(conn: Connection, rows: Sequence[ChainRow]) -> None:
     assert raw is not None
     try:
         with raw.cursor() as cur, cur.copy(_COPY_SQL) as cp:
-            if all(_SAFE_ID.fullmatch(r[1]) for r in rows):
+            # (every id safe in COPY's text format, checked at once: our ids are hex)
+            ids = "".join([r[1] for r in rows]).replace("-", "").replace(".", "")
+            if ids.isascii() and ids.isalnum():
                 cp.write(
                     "".join(
                         f"{seq}\t{event_id}\t{recorded}\t\\\\x{record.hex()}\t{prev}\t{digest}\n"
@@ -537,6 +537,11 @@ def _insert_rows(conn: Connection, rows: Sequence[ChainRow]) -> None:
 
 #: how a record with no patients yet that asks to be resolved serializes (fixed field order)
 _UNRESOLVED = b'"patients":[],"resolve":true'
+
+
+#: :func:`_fill` of the patient sets met recently (a patient's resources are read again and
+#: again: serialized once)
+_FILLS: dict[tuple[str, ...], bytes] = {}
 
 
 def _fill(patients: Sequence[str]) -> bytes:
@@ -576,16 +581,21 @@ def _chain_append(
         head = conn.execute(head_q).one()
     seq, prev = int(head.seq), str(head.hash)
     rows: list[ChainRow] = []
-    fills: dict[tuple[str, str], bytes] = {}  # the same resource read again: serialized once
     sha256 = hashlib.sha256
+    fills = _FILLS
+    if len(fills) > 50_000:
+        fills.clear()
     for line, key, event_id, recorded in entries:
         if key is not None and owners:
             pats = owners.get(key)
             if pats:
-                fill = fills.get(key)
+                fill = fills.get(pats)
                 if fill is None:
-                    fill = fills[key] = _fill(pats)
-                line = _resolved(line, pats, fill)
+                    fill = fills[pats] = _fill(pats)
+                if line.count(_UNRESOLVED) == 1:  # (the common case of _resolved, inlined)
+                    line = line.replace(_UNRESOLVED, fill)
+                else:
+                    line = _resolved(line, pats, fill)
         seq += 1
         digest = sha256(prev.encode("ascii") + line).hexdigest()  # chain_hash, inlined
         rows.append((seq, event_id, recorded, line, prev, digest))
@@ -729,13 +739,15 @@ class AuditTrail:
         and the resource to resolve (bytes and a tuple of strings: objects the garbage collector
         does not track, so a long queue costs the collector nothing)."""
         rec.site = rec.site or self.site
+        self.record_entry(_entry(rec))
+
+    def record_entry(self, entry: Entry) -> None:
+        """:meth:`record` of a record already serialized (the audit middleware's)."""
         spool = self._spool
         if self.shipped and spool is not None:  # (closed: as a closed writer thread's trail)
-            line = rec.line()
             with self._lock:
-                spool.append(line)
+                spool.append(entry[0])
             return
-        entry = _entry(rec)
         with self._lock:
             if self._spool is not None:
                 self._spool.append(entry[0])

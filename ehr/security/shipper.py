@@ -98,8 +98,9 @@ class _Segment:
     read: int = 0  # bytes read (complete lines)
     synced: int = 0  # bytes made durable
     sealed: bool = False
-    #: records read and not yet in the chain: (entry, the segment's offset after it)
-    pending: list[tuple[Entry, int]] = field(default_factory=list)
+    #: records read and not yet in the chain, in file order: (recorded, event id, the
+    #: segment's offset after it, entry); the first two are the shipping order's key
+    pending: list[tuple[int, str, int, Entry]] = field(default_factory=list)
     since: float = 0.0  # when the oldest pending record was read
 
     def close(self) -> None:
@@ -204,7 +205,7 @@ class Shipper:
                     continue
                 if not seg.pending:
                     seg.since = time.monotonic()
-                seg.pending.append((entry, end))
+                seg.pending.append((entry[3], entry[2], end, entry))
             if end == pos:
                 return False
             seg.read = pos = end
@@ -274,24 +275,23 @@ class Shipper:
     def _ship(self, waiting: list[_Segment]) -> int:
         """Append the pending records to the chain, oldest first, a batch per transaction."""
         # oldest first across segments; within one, always in file order (an offset must never
-        # pass a record not shipped): a merge, not a sort
+        # pass a record not shipped): a merge, not a sort; by (recorded, event id), then the
+        # segment's number (plain tuple comparison: no key function)
         merged = list(
             heapq.merge(
-                *([(e[3], e[2], seg, end, e) for e, end in seg.pending] for seg in waiting),
-                key=lambda t: (t[0], t[1]),
+                *([(p[0], p[1], i, p) for p in seg.pending] for i, seg in enumerate(waiting))
             )
         )
         done = 0
         size = self.trail.batch_size
         for start in range(0, len(merged), size):
             batch = merged[start : start + size]
-            upto: dict[str, tuple[_Segment, int]] = {}
-            for _, _, seg, end, _ in batch:
-                upto[seg.name] = (seg, end)
-            self._commit([t[4] for t in batch], {n: end for n, (_, end) in upto.items()})
-            for seg, end in upto.values():
+            upto = {t[2]: t[3][2] for t in batch}  # segment number -> offset after its last
+            self._commit([t[3][3] for t in batch], {waiting[i].name: e for i, e in upto.items()})
+            for i, end in upto.items():
+                seg = waiting[i]
                 seg.committed = end
-                seg.pending = [p for p in seg.pending if p[1] > end]
+                seg.pending = [p for p in seg.pending if p[2] > end]
             done += len(batch)
         self.shipped += done
         return done

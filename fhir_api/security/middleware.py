@@ -14,15 +14,19 @@ own events: logins, token grants, OAuth errors, through its listeners).
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+import time
+from typing import Any
+
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ehr.security import AuditRecord, AuditTrail
+from ehr.security import AuditTrail
+from ehr.security.audit import Entry, _event_id
 from ehr.security.visibility import compartment_types
 
 from .context import SCOPE_KEY, AuditContext
 
-__all__ = ["AuditMiddleware", "record_of"]
+__all__ = ["AuditMiddleware", "entry_of"]
 
 _INSTANCE = frozenset({"read", "vread", "history-instance", "update", "patch", "delete"})
 
@@ -38,47 +42,69 @@ def _purpose(ctx: AuditContext) -> str | None:
     return None if p.is_user else "HOPERAT"
 
 
-def record_of(scope: Scope, ctx: AuditContext, status: int, headers: Headers) -> AuditRecord:
-    """The audit record of a finished request."""
+def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, site: str) -> Entry:
+    """The audit record of a finished request, serialized: the bytes ``AuditRecord.line()``
+    gives for it (its non-default fields in field order; ``tests/test_audit.py`` holds them
+    equal), built straight into a dict: this runs on every request, and a record object costs
+    more than the rest of the audit's request path together."""
     t, p, g = ctx.target, ctx.principal, ctx.guard
     assert t is not None
-    rec = AuditRecord(
-        interaction=t.interaction,
-        status=status,
-        method=scope.get("method"),
-        path=scope.get("path"),
-        rtype=t.rtype,
-        rid=t.rid,
-        version=t.version,
-        operation=t.operation,
-    )
+    interaction, rtype, rid, version = t.interaction, t.rtype, t.rid, t.version
+    if interaction == "create" and status in (200, 201):
+        for name, value in raw_headers:
+            if name.lower() == b"location":
+                parts = value.decode("latin-1").rsplit("/_history/", 1)
+                if len(parts) == 2:
+                    rid, version = parts[0].rsplit("/", 1)[-1], None
+                break
+    event_id, recorded = _event_id(), time.time_ns() // 1000
+    d: dict[str, Any] = {"interaction": interaction, "status": status, "id": event_id,
+                         "recorded": recorded, "kind": "rest"}  # fmt: skip
+    if (method := scope.get("method")) is not None:
+        d["method"] = method
+    if (path := scope.get("path")) is not None:
+        d["path"] = path
     query = scope.get("query_string", b"")
-    if query and (t.interaction.startswith("search") or t.conditional or t.operation):
-        rec.query = query.decode("latin-1")
+    if query and (interaction.startswith("search") or t.conditional or t.operation):
+        d["query"] = query.decode("latin-1")
+    for k, v in (("rtype", rtype), ("rid", rid), ("version", version), ("operation", t.operation)):
+        if v is not None:
+            d[k] = v
+    user = p is not None and not p.anonymous
+    if user:
+        assert p is not None
+        for k, v in (("user", p.fhir_user), ("subject", p.subject),
+                     ("client_id", p.client_id or None), ("token_id", p.token_id)):  # fmt: skip
+            if v is not None:
+                d[k] = v
+        if p.organizations:
+            d["organizations"] = list(p.organizations)
     client = scope.get("client")
-    rec.ip = client[0] if client else None
-    if p is not None and not p.anonymous:
-        rec.user = p.fhir_user
-        rec.subject = p.subject
-        rec.client_id = p.client_id or None
-        rec.token_id = p.token_id
-        rec.organizations = list(p.organizations)
-        rec.purpose = _purpose(ctx)
-    if g is not None:
-        rec.patients = sorted(g.patients)
-        if g.break_glass and p is not None:
-            rec.break_glass = p.break_glass
-    if t.interaction == "create" and status in (200, 201):
-        loc = headers.get("location", "")
-        parts = loc.rsplit("/_history/", 1)
-        if len(parts) == 2:
-            rec.rid = parts[0].rsplit("/", 1)[-1]
-            rec.version = None
-    if status < 400 and rec.rtype and rec.rid and rec.rtype in compartment_types():
-        # whose record was touched; never for a refusal (the requester may read their own
-        # AuditEvents and must not learn from them whose resource it was)
-        rec.resolve = not rec.patients or t.interaction in _INSTANCE
-    return rec
+    if client:
+        d["ip"] = client[0]
+    patients = sorted(g.patients) if g is not None else []
+    # whose record was touched; never for a refusal (the requester may read their own
+    # AuditEvents and must not learn from them whose resource it was)
+    resolve = bool(
+        status < 400
+        and rtype
+        and rid
+        and rtype in compartment_types()
+        and (not patients or interaction in _INSTANCE)
+    )
+    if patients or resolve:
+        d["patients"] = patients
+    if resolve:
+        d["resolve"] = True
+    if user and (purpose := _purpose(ctx)) is not None:
+        d["purpose"] = purpose
+    if g is not None and g.break_glass and p is not None and p.break_glass is not None:
+        d["break_glass"] = p.break_glass
+    if ctx.detail is not None:
+        d["detail"] = ctx.detail
+    d["site"] = site
+    key = (rtype, rid) if resolve and rtype and rid else None
+    return (orjson.dumps(d), key, event_id, recorded)
 
 
 class AuditMiddleware:
@@ -98,11 +124,9 @@ class AuditMiddleware:
             if message["type"] == "http.response.start" and not ctx.recorded:
                 ctx.recorded = True
                 if ctx.target is not None and not ctx.public:
-                    headers = Headers(raw=message.get("headers", []))
-                    detail = ctx.detail
-                    rec = record_of(scope, ctx, int(message["status"]), headers)
-                    rec.detail = detail
-                    self.trail.record(rec)
+                    trail = self.trail
+                    status, headers = int(message["status"]), message.get("headers", ())
+                    trail.record_entry(entry_of(scope, ctx, status, headers, trail.site))
             await send(message)
 
         await self.app(scope, receive, audited_send)
