@@ -90,10 +90,12 @@ __all__ = [
     "AuditRecord",
     "AuditReport",
     "AuditTrail",
+    "Entry",
     "canonical",
     "chain_events",
     "event_of",
     "index_rows",
+    "new_event_id",
     "record_in_transaction",
     "verify_audit_chain",
 ]
@@ -151,7 +153,7 @@ def _new_id_prefix() -> None:  # a forked worker must not share its parent's ids
 os.register_at_fork(after_in_child=_new_id_prefix)
 
 
-def _event_id() -> str:
+def new_event_id() -> str:
     """A time-ordered unique id: µs clock, a random per-process prefix, a counter. Time first,
     so the unique indexes of the chain and of the resources table grow at their right edge;
     no system call (the request path must not give up the interpreter lock for it)."""
@@ -165,7 +167,7 @@ class AuditRecord:
 
     interaction: str
     status: int
-    id: str = field(default_factory=_event_id)
+    id: str = field(default_factory=new_event_id)
     recorded: int = field(default_factory=lambda: time.time_ns() // 1000)
     kind: str = "rest"  # rest | login | token | grant-revoked | oauth-error
     method: str | None = None
