@@ -97,6 +97,7 @@ __all__ = [
     "index_rows",
     "new_event_id",
     "record_in_transaction",
+    "resolve_key",
     "verify_audit_chain",
 ]
 
@@ -228,8 +229,13 @@ LIVE_SEGMENTS = 64
 Entry = tuple[bytes, tuple[str, str] | None, str, int]
 
 
+def resolve_key(resolve: Any, rtype: str | None, rid: str | None) -> tuple[str, str] | None:
+    """The resource whose patients the writer adds to a record (an :data:`Entry`'s key)."""
+    return (rtype, rid) if resolve and rtype and rid else None
+
+
 def _entry(rec: AuditRecord, line: bytes | None = None) -> Entry:
-    key = (rec.rtype, rec.rid) if rec.resolve and rec.rtype and rec.rid else None
+    key = resolve_key(rec.resolve, rec.rtype, rec.rid)
     return (line if line is not None else rec.line(), key, rec.id, rec.recorded)
 
 
@@ -237,7 +243,7 @@ def _entry_of_line(line: bytes) -> Entry:
     """:func:`_entry` of a spooled line, without building its record (the spool's readers).
     Raises ``orjson.JSONDecodeError``, ``KeyError`` or ``TypeError`` for a damaged line."""
     d = orjson.loads(line)
-    key = (d["rtype"], d["rid"]) if d.get("resolve") and d.get("rtype") and d.get("rid") else None
+    key = resolve_key(d.get("resolve"), d.get("rtype"), d.get("rid"))
     return (line, key, d["id"], d["recorded"])
 
 

@@ -21,7 +21,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ehr.security import AuditTrail
-from ehr.security.audit import Entry, new_event_id
+from ehr.security.audit import Entry, new_event_id, resolve_key
 from ehr.security.visibility import compartment_types
 
 from .context import SCOPE_KEY, AuditContext
@@ -103,8 +103,7 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
     if ctx.detail is not None:
         d["detail"] = ctx.detail
     d["site"] = site
-    key = (rtype, rid) if resolve and rtype and rid else None
-    return (orjson.dumps(d), key, event_id, recorded)
+    return (orjson.dumps(d), resolve_key(resolve, rtype, rid), event_id, recorded)
 
 
 class AuditMiddleware:
