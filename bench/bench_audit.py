@@ -259,7 +259,7 @@ end
     }
 
 
-def chain_rows(url: str) -> int:
+def chain_events(url: str) -> int:
     from sqlalchemy import func, select
 
     from ehr.security.tables import audit_chain
@@ -267,7 +267,9 @@ def chain_rows(url: str) -> int:
     store = Store(url, pool_size=1)
     try:
         with store.read_conn() as conn:
-            return int(conn.execute(select(func.count()).select_from(audit_chain)).scalar_one())
+            return int(
+                conn.execute(select(func.coalesce(func.sum(audit_chain.c.events), 0))).scalar_one()
+            )
     finally:
         store.dispose()
 
@@ -440,7 +442,7 @@ def main() -> None:
         if not srv.audited:
             continue
         reads = sum(s["requests"] for s in srv.slices) + srv.discarded
-        surplus = chain_rows(srv.url) - (reads + WARM + 1)  # (+1: the token grant)
+        surplus = chain_events(srv.url) - (reads + WARM + 1)  # (+1: the token grant)
         # at most ``connections`` requests were in flight when each slice's wrk stopped
         ok = 0 <= surplus <= args.concurrency * (len(srv.slices) + srv.reruns)
         lost += not ok

@@ -26,7 +26,7 @@ from test_security_support import (
 from ehr.model import stamp
 from ehr.search.indexer import extract
 from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
-from ehr.security.audit import WRITER_THREAD, chain_events, event_of, index_rows
+from ehr.security.audit import WRITER_THREAD, block_lines, chain_events, event_of, index_rows
 from ehr.security.spool import Spool, read_segment
 from ehr.security.tables import audit_chain
 from ehr.storage.tables import resources
@@ -36,6 +36,13 @@ from ehr.validation import validate_resource
 
 def events(store: Store) -> list[dict[str, Any]]:
     return chain_events(store)
+
+
+def blocks(store: Store) -> list[tuple[int, list[bytes]]]:
+    """The chain's rows: (seq, the lines of its block)."""
+    with store.read_conn() as conn:
+        rows = conn.execute(select(audit_chain.c.seq, audit_chain.c.record).order_by("seq")).all()
+    return [(int(seq), block_lines(record)) for seq, record in rows]
 
 
 def summary(e: dict[str, Any]) -> tuple[str, str, str]:
@@ -86,8 +93,7 @@ def test_every_interaction_is_audited_refusals_too(store: Store, tmp_path: Path)
             validate_resource(stamp(e, e["id"], 1, 1_700_000_000_000_000))
         # the middleware serializes its records itself: the bytes of AuditRecord.line(), field
         # order and omitted defaults included (the patients splice relies on them)
-        with store.read_conn() as conn:
-            lines = [bytes(r) for r in conn.execute(select(audit_chain.c.record)).scalars()]
+        lines = [line for _, block in blocks(store) for line in block]
         assert len(lines) == len(calls)
         assert all(AuditRecord.from_line(line).line() == line for line in lines)
         # the write's patient is known; a refusal names only what the requester sent
@@ -137,37 +143,47 @@ def test_chain_verifies_and_tampering_is_detected(store: Store, tmp_path: Path) 
     w = build_world(store)
     with secure_app(store, tmp_path) as sa:
         t = tokens(sa)
-        for _ in range(5):
+        for i in range(5):
             send(sa, t["citizen_a"], "GET", f"/Observation/{w['obs-pa']}")
-        sa.trail.sync()
+            if i in (1, 4):  # (the writer thread may cut blocks in between too)
+                sa.trail.sync()
+    chain = blocks(store)
     report = verify_audit_chain(store)
     assert report.ok, report.problems
-    assert report.rows == report.materialized == 5 and report.head_seq == 5
+    assert report.rows == 5 and report.blocks == report.materialized == report.head_seq
+    assert [seq for seq, _ in chain] == list(range(1, len(chain) + 1)) and len(chain) >= 2
+    # the third event: its block and its line there
+    seq, n = next((seq, 2 - sum(len(b) for _, b in chain[:i]))
+                  for i, (seq, _) in enumerate(chain) if sum(len(b) for _, b in chain[: i + 1]) >= 3)  # fmt: skip
     with store.engine.begin() as conn:
-        rec = conn.execute(select(audit_chain).where(audit_chain.c.seq == 3)).one()
-        forged = bytes(rec.record).replace(b'"status":200', b'"status":403')
-        conn.execute(update(audit_chain).where(audit_chain.c.seq == 3).values(record=forged))
+        rec = conn.execute(select(audit_chain).where(audit_chain.c.seq == seq)).one()
+        lines = block_lines(rec.record)
+        event_id = AuditRecord.from_line(lines[n]).id
+        lines[n] = lines[n].replace(b'"status":200', b'"status":403')
+        forged = b"\n".join(lines)
+        conn.execute(update(audit_chain).where(audit_chain.c.seq == seq).values(record=forged))
     report = verify_audit_chain(store)
     assert not report.ok
-    assert any(p.startswith("#3: its record does not match") for p in report.problems)
-    assert any("AuditEvent/" in p and "differs" in p for p in report.problems)
+    assert any(p.startswith(f"#{seq}: its record does not match") for p in report.problems)
+    assert f"#{seq}: AuditEvent/{event_id} differs from the chain" in report.problems
     with store.engine.begin() as conn:  # put it back; change the resource instead
-        conn.execute(update(audit_chain).where(audit_chain.c.seq == 3).values(record=rec.record))
+        conn.execute(update(audit_chain).where(audit_chain.c.seq == seq).values(record=rec.record))
         data = conn.execute(
-            select(resources.c.data).where(resources.c.rid == rec.event_id)
+            select(resources.c.data).where(resources.c.rid == event_id)
         ).scalar_one()
         conn.execute(
             update(resources)
-            .where(resources.c.rid == rec.event_id)
+            .where(resources.c.rid == event_id)
             .values(data=bytes(data).replace(b'"action":"R"', b'"action":"D"'))
         )
     report = verify_audit_chain(store)
-    assert report.problems == [f"#3: AuditEvent/{rec.event_id} differs from the chain"]
+    assert report.problems == [f"#{seq}: AuditEvent/{event_id} differs from the chain"]
     with store.engine.begin() as conn:  # a removed row breaks the links
-        conn.execute(update(resources).where(resources.c.rid == rec.event_id).values(data=data))
-        conn.execute(delete(audit_chain).where(audit_chain.c.seq == 5))
+        conn.execute(update(resources).where(resources.c.rid == event_id).values(data=data))
+        conn.execute(delete(audit_chain).where(audit_chain.c.seq == len(chain)))
     report = verify_audit_chain(store)
     assert not report.ok and any("rows were removed" in p for p in report.problems)
+    assert any("not in the chain (inserted)" in p for p in report.problems)
 
 
 def test_spool_replay_after_a_crash(store: Store, tmp_path: Path) -> None:

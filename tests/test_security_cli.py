@@ -50,10 +50,10 @@ def test_audit_verify_reports_an_intact_and_a_tampered_trail(
         t = tokens(sa)
         for role in ("citizen_a", "clinician_2", "anonymous"):
             sa.client.get(f"/Observation/{w['obs-pa']}", headers=bearer(t[role]))
-        sa.trail.sync()
+            sa.trail.sync()  # (a block each)
     code, out, err = ehr("audit", "verify")
     assert code == 0, err
-    assert out.startswith("audit chain OK: 3 events, head #3 ")
+    assert out.startswith("audit chain OK: 3 events in 3 blocks, head #3 ")
     code, out, _ = ehr("audit", "verify", "--json")
     report = json.loads(out)
     assert code == 0 and report["ok"] and report["rows"] == report["materialized"] == 3

@@ -26,9 +26,10 @@ How (one :meth:`Shipper.cycle`, every ``fsync_interval``, 50 ms):
 
 Each record is chained once: the ``flock`` serializes shippers; one that sees another one's
 stamp on the lock file (another shipper committed since its own last commit) looks the offsets
-up again and drops what it read beyond them. Should an offset row still lag behind the chain
-(lost), the segment is read again from there; the unique event id says which records the
-chain holds, and the batch is appended again without them.
+up again and drops what it read beyond them. A segment with no offset row (new, or its row
+lost) is read from its start, and the first batch holding its records is checked against the
+chain's tail (:func:`~ehr.security.audit._not_chained`): records already there are left out.
+A batch is one row of the chain, a block (:mod:`ehr.security.tables`).
 
 ``ehr serve`` starts the shipper next to the workers and stops it after them (a last cycle
 ships everything); ``ehr audit ship`` runs one in the foreground.
@@ -98,6 +99,8 @@ class _Segment:
     read: int = 0  # bytes read (complete lines)
     synced: int = 0  # bytes made durable
     sealed: bool = False
+    #: no offset row was found: its records may be in the chain already (a lost row)
+    fresh: bool = False
     #: records read and not yet in the chain, in file order: (recorded, event id, the
     #: segment's offset after it, entry); the first two are the shipping order's key
     pending: list[tuple[int, str, int, Entry]] = field(default_factory=list)
@@ -231,6 +234,7 @@ class Shipper:
             )
         for s in todo:
             at = int(rows.get(s.name, 0))
+            s.fresh = s.name not in rows
             if at != s.committed:
                 s.committed = s.read = at
                 s.pending.clear()
@@ -287,22 +291,28 @@ class Shipper:
         for start in range(0, len(merged), size):
             batch = merged[start : start + size]
             upto = {t[2]: t[3][2] for t in batch}  # segment number -> offset after its last
-            self._commit([t[3][3] for t in batch], {waiting[i].name: e for i, e in upto.items()})
+            self._commit(
+                [t[3][3] for t in batch],
+                {waiting[i].name: e for i, e in upto.items()},
+                known=any(waiting[i].fresh for i in upto),
+            )
             for i, end in upto.items():
                 seg = waiting[i]
-                seg.committed = end
+                seg.committed, seg.fresh = end, False
                 seg.pending = [p for p in seg.pending if p[2] > end]
             done += len(batch)
         self.shipped += done
         return done
 
-    def _commit(self, entries: list[Entry], offsets: dict[str, int]) -> None:
-        """One transaction: append ``entries`` to the chain and move the segments' offsets."""
+    def _commit(self, entries: list[Entry], offsets: dict[str, int], *, known: bool) -> None:
+        """One transaction: append ``entries`` to the chain and move the segments' offsets;
+        ``known``: some may be in the chain already (leave those out)."""
         for attempt in range(3):
             try:
                 with self.trail.store.write() as ctx:
                     conn = ctx.conn
-                    if attempt:  # a duplicate: the chain holds some of them already
+                    # (a duplicate: the chain holds some of them already; or one repeated)
+                    if known or attempt or len({e[2] for e in entries}) < len(entries):
                         entries = _not_chained(conn, entries)
                     if entries:
                         owners = self.trail._patients(conn, {e[1] for e in entries if e[1]})

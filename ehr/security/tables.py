@@ -1,11 +1,18 @@
 """Tables of the security layer, on the store's shared metadata (Alembic revision ``0007``).
 
-* ``audit_chain``: the tamper-evident audit log, one row per AuditEvent, in append order.
-  ``seq`` is gap-free; ``record`` is the canonical JSON of the audit record (the AuditEvent is
-  a pure function of it, :func:`ehr.security.audit.event_of`); ``hash`` =
-  sha256(``prev_hash`` || ``record``) in hex, ``prev_hash`` the previous row's ``hash`` (64
-  zeros for the first row). Changing, removing or reordering a row breaks
-  every later hash (:func:`ehr.security.audit.verify_audit_chain`).
+* ``audit_chain``: the tamper-evident audit log, in append order, one row per *block* of
+  AuditEvents (the records one transaction appended: up to the trail's batch size, one for a
+  lone record). ``seq`` is gap-free; ``record`` is the block: the canonical JSON line of each
+  audit record, joined by newlines (the AuditEvent is a pure function of its line,
+  :func:`ehr.security.audit.event_of`); ``hash`` = sha256(``prev_hash`` || ``record``) in
+  hex, ``prev_hash`` the previous row's ``hash`` (64 zeros for the first row). Changing,
+  removing or reordering a row, or a line in it, breaks every later hash
+  (:func:`ehr.security.audit.verify_audit_chain`). ``event_id`` is the block's first event's
+  id, ``recorded`` the latest ``recorded`` in it (µs; indexed: which blocks may hold a given
+  record), ``events`` how many lines it holds. Why blocks: one row per event cost the
+  database ~10 µs per event (two index entries, a row of its own) and the writer ~4 µs more;
+  a block costs both well under 1 µs per event (``bench/RESULTS.md``). Migration ``0010``;
+  a chain written before it is a chain of one-event blocks.
 * ``audit_state``: two named positions: ``head`` (last ``seq`` and ``hash`` appended; the row
   locked while appending, so writers from several processes append one after the other) and
   ``materialized`` (last ``seq`` stored as an AuditEvent resource too).
@@ -38,7 +45,9 @@ audit_chain = Table(
     Column("record", LargeBinary, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("events", Integer, nullable=False, server_default="1"),
 )
+Index("ix_audit_chain_recorded", audit_chain.c.recorded)
 
 audit_state = Table(
     "audit_state",
