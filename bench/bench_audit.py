@@ -139,18 +139,21 @@ def _children(ppid: int) -> list[int]:
     return out
 
 
+#: one connection for the backend lookups, made once: a connection per sample may find the
+#: database's connections all taken by the servers under load
+_ADMIN: dict[str, Any] = {}
+
+
 def _backends(url: str) -> list[int]:
     import psycopg
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
-    name = dsn.rsplit("/", 1)[1]
-    with psycopg.connect(dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as c:
-        return [
-            r[0]
-            for r in c.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)
-            ).fetchall()
-        ]
+    base, name = dsn.rsplit("/", 1)
+    c = _ADMIN.get(base)
+    if c is None or c.closed:
+        c = _ADMIN[base] = psycopg.connect(base + "/postgres", autocommit=True)
+    rows = c.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)).fetchall()
+    return [r[0] for r in rows]
 
 
 def _writer_threads(pids: list[int]) -> dict[tuple[int, int], float]:
@@ -420,6 +423,7 @@ def main() -> None:
             url = fresh_pg_database(f"ehr_bench_audit_{mode}")
             load(url, args.patients)
             env = {"EHR_DATA_DIR": tempfile.mkdtemp(prefix="bench-audit-"),
+                   "EHR_DB_POOL_SIZE": "12",  # (two servers' pools within max_connections)
                    "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **MODES[mode]}  # fmt: skip
             base = stack.enter_context(server(url, env, args.workers, free_port()))
             token = backend_token(url, base, "system/*.rs")
