@@ -4,12 +4,14 @@
     .venv/bin/python bench/bench_audit.py --calibrate        # two identical audit-off servers
     .venv/bin/python bench/bench_audit.py --modes off,eager  # AuditEvents stored at once
     .venv/bin/python bench/bench_audit.py --modes off,x --mode x=EHR_SECURITY_AUDIT_BATCH=5000
+    .venv/bin/python bench/bench_audit.py --reads search     # a search instead of reads by id
 
 How: one server per mode (``ehr serve --workers 2``, each on its own scratch PostgreSQL
 database ``ehr_bench_audit_<mode>`` loaded alike with N Patients and one Observation each),
 all running at once; wrk drives one of them at a time, in short *slices* (``GET`` of a random
 Patient or Observation by id with a ``system/*.rs`` backend token: the cheapest read there is,
-so the audit's share is the largest). Each round gives every server one slice, in the order
+so the audit's share is the largest; ``--reads search``: a patient's Observations by
+``subject``, a searchset of one). Each round gives every server one slice, in the order
 A B C, then C B A, and so on, so a server's slices are interleaved with the others' over the
 whole run. Why slices: on this shared virtual machine the CPU a read costs drifts by ±10 %
 between minutes, more than the effect sought; runs minutes apart (this bench's earlier form:
@@ -226,16 +228,27 @@ def server(url: str, env: dict[str, str], workers: int, port: int) -> Iterator[s
         proc.wait(timeout=60)
 
 
-def wrk(base: str, token: str, n: int, seconds: int, connections: int) -> dict[str, float]:
+#: what the slices read (``--reads``): by id (the cheapest read, the audit's largest share), or
+#: a search (a patient's Observations, a searchset Bundle of one)
+READS = {
+    "id": """
+  if math.random() < 0.5 then
+    return wrk.format("GET", "/fhir/Patient/bench-pat-" .. i)
+  end
+  return wrk.format("GET", "/fhir/Observation/bench-obs-" .. i)""",
+    "search": """
+  return wrk.format("GET", "/fhir/Observation?subject=Patient/bench-pat-" .. i)""",
+}
+
+
+def wrk(
+    base: str, token: str, n: int, seconds: int, connections: int, reads: str = "id"
+) -> dict[str, float]:
     lua = f"""
 math.randomseed(os.time())
 wrk.headers["Authorization"] = "Bearer {token}"
 request = function()
-  local i = math.random(0, {n - 1})
-  if math.random() < 0.5 then
-    return wrk.format("GET", "/fhir/Patient/bench-pat-" .. i)
-  end
-  return wrk.format("GET", "/fhir/Observation/bench-obs-" .. i)
+  local i = math.random(0, {n - 1}){READS[reads]}
 end
 """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -352,7 +365,7 @@ def measure(srv: Server, args: argparse.Namespace, connections: int, phase: str)
         result: dict[str, Any] = {}
         run = threading.Thread(
             target=lambda out=result: out.update(
-                wrk(srv.base, srv.token, args.patients, args.seconds, connections)
+                wrk(srv.base, srv.token, args.patients, args.seconds, connections, args.reads)
             )
         )
         run.start()
@@ -396,6 +409,7 @@ def _paired(a: Server, b: Server, phase: str, key: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=5000)
+    ap.add_argument("--reads", choices=sorted(READS), default="id", help="what the slices read")
     ap.add_argument("--seconds", type=int, default=5, help="of one slice")
     ap.add_argument("--gap", type=float, default=2.0, help="idle seconds after a slice")
     ap.add_argument("--concurrency", type=int, default=16, help="of the throughput slices")

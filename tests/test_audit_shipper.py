@@ -258,10 +258,17 @@ def test_ehr_serve_runs_the_shipper(db_url: str, tmp_path: Path) -> None:
     before = len(chain_ids(store))
     env = {"EHR_DATA_DIR": str(tmp_path)}
     with serve(db_url, tmp_path / "serve.log", workers=2, extra_env=env) as (proc, base, headers):
-        kids = subprocess.run(
-            ["ps", "-o", "comm=", "--ppid", str(proc.pid)], capture_output=True, text=True
-        ).stdout.split()
+        kids = dict(
+            line.split()[::-1]
+            for line in subprocess.run(
+                ["ps", "-o", "ni=,comm=", "--ppid", str(proc.pid)], capture_output=True, text=True
+            ).stdout.splitlines()
+        )
         assert "audit-writer" in kids  # the shipper, named for the bench's CPU meter
+        own = subprocess.run(
+            ["ps", "-o", "ni=", "-p", str(proc.pid)], capture_output=True, text=True
+        )
+        assert int(kids["audit-writer"]) == min(19, int(own.stdout) + 10)  # yields the cores
         with httpx.Client(headers=headers, timeout=30) as c:
             r = c.post(f"{base}/Patient", content=json.dumps({"resourceType": "Patient"}),
                        headers={"Content-Type": "application/fhir+json"})  # fmt: skip

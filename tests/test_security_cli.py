@@ -57,6 +57,7 @@ def test_audit_verify_reports_an_intact_and_a_tampered_trail(
     code, out, _ = ehr("audit", "verify", "--json")
     report = json.loads(out)
     assert code == 0 and report["ok"] and report["rows"] == report["materialized"] == 3
+    assert report["blocks"] == report["head_seq"] == 3
     head = report["head_hash"]
     with store.engine.begin() as conn:  # an administrator rewrites history: 404 -> 200
         row = conn.execute(select(audit_chain).where(audit_chain.c.seq == 2)).one()

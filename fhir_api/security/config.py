@@ -18,6 +18,9 @@ EHR_SECURITY_AUDIT_SHIPPER         ``process``: the workers only spool their aud
                                    a shipper process moves them into the chain (``ehr
                                    serve`` sets it and runs the shipper); ``thread``: a
                                    writer thread in each worker does
+EHR_SECURITY_AUDIT_SHIPPER_NICE    the shipper process's niceness (it yields the cores to    10
+                                   the workers; at full load it still gets ~5 % of them,
+                                   more than it needs)
 EHR_SECURITY_TOKEN_CACHE           verified tokens kept (signature checked once per token)   10000
 EHR_SECURITY_REVOCATION_TTL_S      how long a "not revoked" answer is trusted                5
 EHR_SECURITY_SITE                  ``AuditEvent.source.site``                                ehr-exchange
@@ -51,6 +54,7 @@ class SecuritySettings(BaseSettings):
     audit_materialize: str = "idle"
     audit_max_lag: int = 50_000
     audit_shipper: str = "thread"
+    audit_shipper_nice: int = 10
     token_cache: int = 10_000
     revocation_ttl_s: float = 5.0
     site: str = "ehr-exchange"
