@@ -241,6 +241,9 @@ READS = {
 }
 
 
+READ_LABELS = {"id": "reads by id (Patient, Observation)", "search": "Observation?subject="}
+
+
 def wrk(
     base: str, token: str, n: int, seconds: int, connections: int, reads: str = "id"
 ) -> dict[str, float]:
@@ -473,7 +476,7 @@ def main() -> None:
 
     ref = servers[0]
     print(
-        f"\n| {args.workers} workers, reads by id (Patient, Observation) | reads/s c"
+        f"\n| {args.workers} workers, {READ_LABELS[args.reads]} | reads/s c"
         f"{args.concurrency} | ratio | CPU per read | ratio | p50 c{args.light} | ratio | "
         f"p99 c{args.light} | ratio |"
     )

@@ -252,15 +252,18 @@ def block_lines(record: bytes) -> list[bytes]:
     return bytes(record).split(b"\n")
 
 
-def _not_chained(conn: Connection, entries: Sequence[Entry]) -> list[Entry]:
+def _not_chained(
+    conn: Connection, entries: Sequence[Entry], since: int | None = None
+) -> list[Entry]:
     """``entries`` without those the chain already holds, each event once (a replay; a spool
     that repeats a line must not stop the writing). The blocks that may hold one of them are
-    those whose latest record is no older than the oldest of them (``recorded`` is indexed):
-    the chain's tail, read only on these rare paths."""
+    those whose latest record is no older than the oldest of them, or than ``since`` when only
+    records from then on may be there (``recorded`` is indexed): the chain's tail, read only on
+    these rare paths."""
     if not entries:
         return []
     known: set[str] = set()
-    oldest = min(e[3] for e in entries)
+    oldest = min(e[3] for e in entries) if since is None else since
     for block in conn.execute(
         select(audit_chain.c.record).where(audit_chain.c.recorded >= oldest)
     ).scalars():

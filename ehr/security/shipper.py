@@ -303,10 +303,13 @@ class Shipper:
         for start in range(0, len(merged), size):
             batch = merged[start : start + size]
             upto = {t[2]: t[3][2] for t in batch}  # segment number -> offset after its last
+            # the records of a segment without an offset row may be in the chain already:
+            # looked for among the blocks since its oldest record here
+            fresh = [t[0] for t in batch if waiting[t[2]].fresh]
             self._commit(
                 [t[3][3] for t in batch],
                 {waiting[i].name: e for i, e in upto.items()},
-                known=any(waiting[i].fresh for i in upto),
+                known_since=min(fresh) if fresh else None,
             )
             for i, end in upto.items():
                 seg = waiting[i]
@@ -316,15 +319,19 @@ class Shipper:
         self.shipped += done
         return done
 
-    def _commit(self, entries: list[Entry], offsets: dict[str, int], *, known: bool) -> None:
+    def _commit(
+        self, entries: list[Entry], offsets: dict[str, int], *, known_since: int | None
+    ) -> None:
         """One transaction: append ``entries`` to the chain and move the segments' offsets;
-        ``known``: some may be in the chain already (leave those out)."""
+        ``known_since``: those recorded since then may be in the chain already (left out)."""
         for attempt in range(3):
             try:
                 with self.trail.store.write() as ctx:
                     conn = ctx.conn
                     # (a duplicate: the chain holds some of them already; or one repeated)
-                    if known or attempt or len({e[2] for e in entries}) < len(entries):
+                    if known_since is not None and not attempt:
+                        entries = _not_chained(conn, entries, since=known_since)
+                    elif attempt or len({e[2] for e in entries}) < len(entries):
                         entries = _not_chained(conn, entries)
                     if entries:
                         owners = self.trail._patients(conn, {e[1] for e in entries if e[1]})
