@@ -426,3 +426,67 @@ def test_two_workers_starting_together_make_one_state_row(store: Store) -> None:
     with store.read_conn() as conn:
         rows = conn.execute(select(audit_state).where(audit_state.c.name == "race-test")).all()
     assert len(rows) == 1
+
+
+def test_a_chain_written_before_blocks_verifies_and_goes_on_in_blocks(db_url: str) -> None:
+    """Migration 0010: the rows of a chain written one per event (before blocks) are blocks of
+    one event; the chain verifies as it was and the next batch is appended as one block."""
+    from alembic import command
+    from sqlalchemy import insert as sql_insert
+
+    from ehr.security.audit import chain_hash
+    from ehr.security.tables import GENESIS, audit_state
+    from ehr.storage.db import make_engine
+    from ehr.storage.migrate import alembic_config, upgrade
+
+    engine = make_engine(db_url)
+    cfg = alembic_config()
+    recs = [AuditRecord("read", 200, rtype="Patient", rid="a", subject="u", site="s")
+            for _ in range(3)]  # fmt: skip
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0009")
+        old = sa_table_before_blocks()
+        prev = GENESIS
+        with engine.begin() as conn:
+            for seq, rec in enumerate(recs, 1):
+                line, digest = rec.line(), chain_hash(prev, rec.line())
+                conn.execute(sql_insert(old).values(seq=seq, event_id=rec.id, recorded=rec.recorded,
+                                                    record=line, prev_hash=prev, hash=digest))  # fmt: skip
+                prev = digest
+            conn.execute(sql_insert(audit_state).values(name="head", seq=3, hash=prev))
+    finally:
+        upgrade(engine)
+        engine.dispose()
+    store = Store(db_url)
+    try:
+        report = verify_audit_chain(store)
+        assert report.ok, report.problems
+        assert report.rows == report.blocks == report.head_seq == 3
+        trail = AuditTrail(store, materialize="never")
+        for _ in range(4):
+            trail.record(AuditRecord("read", 200, rtype="Patient", rid="a", subject="u"))
+        trail.flush()
+        trail.close()
+        report = verify_audit_chain(store)
+        assert report.ok and report.rows == 7 and report.blocks == 4
+        assert [e["id"] for e in events(store)][:3] == [r.id for r in recs]
+    finally:
+        store.dispose()
+
+
+def sa_table_before_blocks() -> Any:
+    """``audit_chain`` as revision 0009 left it (no ``events``)."""
+    from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, String, Table
+
+    return Table(
+        "audit_chain",
+        MetaData(),
+        Column("seq", BigInteger, primary_key=True),
+        Column("event_id", String(64)),
+        Column("recorded", BigInteger),
+        Column("record", LargeBinary),
+        Column("prev_hash", String(64)),
+        Column("hash", String(64)),
+    )
