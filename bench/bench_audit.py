@@ -228,20 +228,17 @@ def server(url: str, env: dict[str, str], workers: int, port: int) -> Iterator[s
         proc.wait(timeout=60)
 
 
-#: what the slices read (``--reads``): by id (the cheapest read, the audit's largest share), or
-#: a search (a patient's Observations, a searchset Bundle of one)
+#: what the slices read (``--reads``): (its label, its wrk request code): by id (the cheapest
+#: read, the audit's largest share), or a search (a patient's Observations, a searchset of one)
 READS = {
-    "id": """
+    "id": ("reads by id (Patient, Observation)", """
   if math.random() < 0.5 then
     return wrk.format("GET", "/fhir/Patient/bench-pat-" .. i)
   end
-  return wrk.format("GET", "/fhir/Observation/bench-obs-" .. i)""",
-    "search": """
-  return wrk.format("GET", "/fhir/Observation?subject=Patient/bench-pat-" .. i)""",
-}
-
-
-READ_LABELS = {"id": "reads by id (Patient, Observation)", "search": "Observation?subject="}
+  return wrk.format("GET", "/fhir/Observation/bench-obs-" .. i)"""),
+    "search": ("Observation?subject=", """
+  return wrk.format("GET", "/fhir/Observation?subject=Patient/bench-pat-" .. i)"""),
+}  # fmt: skip
 
 
 def wrk(
@@ -251,7 +248,7 @@ def wrk(
 math.randomseed(os.time())
 wrk.headers["Authorization"] = "Bearer {token}"
 request = function()
-  local i = math.random(0, {n - 1}){READS[reads]}
+  local i = math.random(0, {n - 1}){READS[reads][1]}
 end
 """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -476,7 +473,7 @@ def main() -> None:
 
     ref = servers[0]
     print(
-        f"\n| {args.workers} workers, {READ_LABELS[args.reads]} | reads/s c"
+        f"\n| {args.workers} workers, {READS[args.reads][0]} | reads/s c"
         f"{args.concurrency} | ratio | CPU per read | ratio | p50 c{args.light} | ratio | "
         f"p99 c{args.light} | ratio |"
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -50,11 +51,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     report = verify_audit_chain(_store())
     if args.json:
-        # ("rows": events, as before blocks; "head_seq", "materialized": blocks)
-        print(json.dumps({"ok": report.ok, "rows": report.rows, "blocks": report.blocks,
-                          "head_seq": report.head_seq, "head_hash": report.head_hash,
-                          "materialized": report.materialized, "problems": report.problems},
-                         indent=2))  # fmt: skip
+        # ("rows": events, as before blocks; "head_seq", "materialized", "blocks": blocks)
+        print(json.dumps(dataclasses.asdict(report), indent=2))
     else:
         print(report.summary())
         for p in report.problems:

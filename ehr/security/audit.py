@@ -922,14 +922,16 @@ class AuditTrail:
     # -- stage 2: AuditEvent resources ---------------------------------------------------------
     def lag(self) -> int:
         """Events in the chain not yet stored as AuditEvent resources."""
+        at = (
+            select(func.coalesce(func.max(audit_state.c.seq), 0))
+            .where(audit_state.c.name == "materialized")
+            .scalar_subquery()
+        )
         with self.store.read_conn() as conn:
-            at = conn.execute(
-                select(audit_state.c.seq).where(audit_state.c.name == "materialized")
-            ).scalar()
             return int(
                 conn.execute(
                     select(func.coalesce(func.sum(audit_chain.c.events), 0)).where(
-                        audit_chain.c.seq > (at or 0)
+                        audit_chain.c.seq > at
                     )
                 ).scalar_one()
             )
@@ -1044,13 +1046,6 @@ class AuditReport:
         )
 
 
-def _event_bytes(record: bytes) -> bytes | None:
-    try:
-        return canonical(event_of(AuditRecord.from_line(record)))
-    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
-        return None
-
-
 def chain_events(store: Store) -> list[dict[str, Any]]:
     """Every AuditEvent of the chain, in order, as derived from the chain records (small
     trails and tests; an audit reads the AuditEvent resources)."""
@@ -1061,14 +1056,22 @@ def chain_events(store: Store) -> list[dict[str, Any]]:
 
 def _stored_match(conn: Connection, seq: int, lines: Sequence[bytes], problem: Any) -> int:
     """Compare the AuditEvent resources of block ``seq`` (materialized) with its ``lines``;
-    returns how many of them exist."""
+    returns how many of them exist. Each line is parsed once: its id and its AuditEvent."""
     ids: list[str] = []
+    events: list[bytes | None] = []
     for n, line in enumerate(lines, 1):
         try:
-            ids.append(str(orjson.loads(line)["id"]))
+            rec = AuditRecord.from_line(line)
         except (orjson.JSONDecodeError, TypeError, KeyError):
             problem(f"#{seq}: its line {n} is not an audit record")
             ids.append("")
+            events.append(None)
+            continue
+        ids.append(rec.id)
+        try:
+            events.append(canonical(event_of(rec)))
+        except (TypeError, KeyError, ValueError):
+            events.append(None)
     stored = {
         rid: (bool(deleted), version, data)
         for rid, deleted, version, data in conn.execute(
@@ -1076,7 +1079,7 @@ def _stored_match(conn: Connection, seq: int, lines: Sequence[bytes], problem: A
             .where(resources.c.rtype == "AuditEvent", resources.c.rid.in_([i for i in ids if i]))
         ).all()
     }  # fmt: skip
-    for event_id, line in zip(ids, lines, strict=True):
+    for event_id, event in zip(ids, events, strict=True):
         got = stored.get(event_id) if event_id else None
         if event_id and got is None:
             problem(f"#{seq}: AuditEvent/{event_id} is missing")
@@ -1084,7 +1087,7 @@ def _stored_match(conn: Connection, seq: int, lines: Sequence[bytes], problem: A
             continue
         elif got[0] or got[1] != 1 or got[2] is None:
             problem(f"#{seq}: AuditEvent/{event_id} was changed or deleted")
-        elif canonical(orjson.loads(bytes(got[2]))) != _event_bytes(line):
+        elif canonical(orjson.loads(bytes(got[2]))) != event:
             problem(f"#{seq}: AuditEvent/{event_id} differs from the chain")
     return len(stored)
 
