@@ -97,18 +97,20 @@ class _Segment:
                 m[offset]
             self.faulted = upto
 
-    def fits(self, n: int) -> bool:
-        return self.used + n <= self.size
-
-    def append(self, line: bytes) -> None:
-        """``line`` and its newline. The newline is stored after the line, so a reader of the
-        live segment (:mod:`ehr.security.shipper`) that sees it sees the whole line."""
+    def append(self, line: bytes) -> bool:
+        """``line`` and its newline, if they fit (else False, nothing written). The newline is
+        stored after the line, so a reader of the live segment (:mod:`ehr.security.shipper`)
+        that sees it sees the whole line."""
         start = self.used
         end = start + len(line)
-        self.map[start:end] = line
-        self.map[end] = 10  # b"\n"
+        if end >= self.size:
+            return False
+        m = self.map
+        m[start:end] = line
+        m[end] = 10  # b"\n"
         self.used = end + 1
         self.records += 1
+        return True
 
     def sync(self) -> None:
         # fdatasync rather than mmap.flush (msync): on Linux msync(MS_SYNC) of a shared file
@@ -174,15 +176,15 @@ class Spool:
 
     def append(self, line: bytes) -> None:
         """One record (the caller serializes appends): a memory copy."""
-        n = len(line) + 1
-        if not self._current.fits(n):
-            if n > self._segment_bytes:
-                raise ValueError("an audit record larger than a spool segment")
-            if self.shipped:  # sealed: the shipper takes it from here (and syncs it)
-                self._current.close(delete=False, sync=False)
-            else:  # its records wait for the next flush
-                self._closed.append(self._current)
-            self._current = self._next()
+        if self._current.append(line):
+            return
+        if len(line) + 1 > self._segment_bytes:
+            raise ValueError("an audit record larger than a spool segment")
+        if self.shipped:  # sealed: the shipper takes it from here (and syncs it)
+            self._current.close(delete=False, sync=False)
+        else:  # its records wait for the next flush
+            self._closed.append(self._current)
+        self._current = self._next()
         self._current.append(line)
 
     def rotate(self) -> None:
