@@ -490,3 +490,70 @@ def sa_table_before_blocks() -> Any:
         Column("prev_hash", String(64)),
         Column("hash", String(64)),
     )
+
+
+def test_stored_patients_match_each_resource_by_type_and_id_together(store: Store) -> None:
+    """The shipper resolves a batch's resources of every type in one lookup (``rtype = ANY``
+    and ``rid = ANY``): a same id under another type asked about in the batch is not theirs."""
+    from ehr.security.visibility import stored_patients
+
+    def subject(pid: str) -> dict[str, str]:
+        return {"reference": f"Patient/{pid}"}
+
+    code = {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}
+    with store.write() as ctx:
+        for pid in ("sp-a", "sp-b"):
+            ctx.update("Patient", pid, {"resourceType": "Patient", "id": pid})
+        ctx.update("Observation", "same", {"resourceType": "Observation", "id": "same",
+                                           "status": "final", "code": code,
+                                           "subject": subject("sp-a")})  # fmt: skip
+        for cid in ("same", "other"):
+            ctx.update("Condition", cid, {"resourceType": "Condition", "id": cid,
+                                          "subject": subject("sp-b")})  # fmt: skip
+    asked = [("Observation", "same"), ("Condition", "other"), ("Patient", "sp-a"),
+             ("Observation", "missing")]  # fmt: skip
+    with store.read_conn() as conn:
+        got = stored_patients(conn, asked)
+    assert got == {
+        ("Observation", "same"): {"sp-a"},
+        ("Condition", "other"): {"sp-b"},
+        ("Patient", "sp-a"): {"sp-a"},
+        ("Observation", "missing"): set(),
+    }
+
+
+def test_a_record_names_its_own_requester_when_two_tokens_share_a_jti() -> None:
+    """The middleware makes a token's requester fields once (by ``jti``); a token of another
+    issuer with the same ``jti`` and another subject gets its own."""
+    import orjson
+
+    from ehr.accounts.scopes import parse_scopes
+    from ehr.security import Principal, Target
+    from fhir_api.security.context import AuditContext
+    from fhir_api.security.middleware import entry_of
+
+    scope = {"type": "http", "method": "GET", "path": "/fhir/Observation/o1"}
+
+    def record(p: Principal) -> dict[str, Any]:
+        ctx = AuditContext(target=Target("read", "Observation", "o1"), principal=p)
+        line = entry_of(scope, ctx, 200, [], "site")[0]
+        assert AuditRecord.from_line(line).line() == line
+        return dict(orjson.loads(line))
+
+    def doctor(sub: str, user: str, org: str) -> Principal:
+        return Principal(subject=sub, client_id="app", scopes=parse_scopes("user/*.rs"),
+                         fhir_user=user, organizations=(org,), roles=("practitioner",),
+                         token_id="jti-shared")  # fmt: skip
+
+    a = doctor("u1", "Practitioner/p1", "Organization/o1")
+    b = doctor("u2", "Practitioner/p2", "Organization/o2")
+    for p, user, org in ((a, "Practitioner/p1", "Organization/o1"),
+                         (b, "Practitioner/p2", "Organization/o2"),
+                         (a, "Practitioner/p1", "Organization/o1")):  # fmt: skip
+        got = record(p)
+        assert (got["user"], got["subject"], got["organizations"], got["purpose"]) == (
+            user,
+            p.subject,
+            [org],
+            "TREAT",
+        )

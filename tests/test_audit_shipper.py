@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 from test_security_support import build_world, secure_app, tokens
 
 from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
@@ -97,6 +99,10 @@ def test_a_live_segment_is_shipped_up_to_its_last_whole_line(store: Store, tmp_p
     shipper.close()
 
 
+def _unreachable(*_: object, **__: object) -> None:
+    raise OperationalError("COMMIT", {}, ConnectionError("the database is unreachable"))
+
+
 def test_two_shippers_never_append_a_record_twice(store: Store, tmp_path: Path) -> None:
     """The shipper process and a worker's ``sync`` ship the same folder: records one has read
     but not shipped, the other may ship first; the offsets say so, nothing is appended twice."""
@@ -105,7 +111,13 @@ def test_two_shippers_never_append_a_record_twice(store: Store, tmp_path: Path) 
     a, b = Shipper(AuditTrail(store), spool), Shipper(AuditTrail(store), spool)
     for i in range(50):
         w.record(rec(i))
-    assert a.cycle() == 0 and a.backlog == 50  # read, not due
+    # a reads them, and the database goes away before it ships them
+    ship = a._commit
+    a._commit = _unreachable  # type: ignore[method-assign]
+    with pytest.raises(OperationalError):
+        a.cycle(force=True)
+    assert a.backlog == 50  # read, not shipped
+    a._commit = ship  # type: ignore[method-assign]
     assert b.cycle(force=True) == 50
     for i in range(50, 60):
         w.record(rec(i))

@@ -678,7 +678,7 @@ class AuditTrail:
         spool_dir: Path | None = None,
         flush_interval: float = 1.0,
         fsync_interval: float = 0.05,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         max_queue: int = 200_000,
         materialize: str = "idle",
         max_lag: int = 50_000,

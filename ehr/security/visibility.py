@@ -294,53 +294,65 @@ def patients_of(resource: dict[str, Any], base_url: str | None = None) -> set[st
     return out
 
 
-def _one_of(conn: Connection, col: Any, values: Sequence[Any]) -> Cond:
-    """``col IN values``; on PostgreSQL ``col = ANY(:array)``: one parameter, not one per value
-    (a long IN list costs more to send and parse than the lookups themselves)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
+@cache
+def _owner_queries(dialect: str) -> tuple[Any, Any]:
+    """The two statements of :func:`stored_patients`, made once: the resources ``(rtype, rid)``
+    (parameters ``types`` and ``rids``), then their references to Patients (``pks`` and
+    ``params``). On PostgreSQL ``col = ANY(:array)``: one parameter, not one per value (a long
+    IN list costs more to send and parse than the lookups themselves)."""
+    r, ref = resources.alias("r"), idx_reference.alias("ref")
 
-        item = col.type if not isinstance(values[0], int) else BigInteger()
-        return col == any_(bindparam(None, list(values), type_=ARRAY(item)))  # type: ignore[no-any-return]
-    return col.in_(list(values))  # type: ignore[no-any-return]
+    def one_of(col: Any, name: str, item: Any) -> Any:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            return col == any_(bindparam(name, type_=ARRAY(item)))
+        return col.in_(bindparam(name, expanding=True))
+
+    found = select(r.c.pk, r.c.rtype, r.c.rid).where(
+        one_of(r.c.rtype, "types", r.c.rtype.type), one_of(r.c.rid, "rids", r.c.rid.type)
+    )
+    refs = select(ref.c.pk, ref.c.param, ref.c.target_id).where(
+        one_of(ref.c.pk, "pks", BigInteger()),
+        one_of(ref.c.param, "params", ref.c.param.type),
+        ref.c.target_type == "Patient",
+    )
+    return found, refs
 
 
 def stored_patients(
     conn: Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], set[str]]:
-    """The patients of stored resources ``(rtype, rid)``, from the reference index (one query
-    per resource type, through the ``(rtype, rid)`` unique index)."""
+    """The patients of stored resources ``(rtype, rid)``, from the reference index: two
+    statements for up to 1,000 resources, whatever their types (the resources by the
+    ``(rtype, rid)`` unique index, then their references by pk; a join here tempts the planner
+    into scanning the reference index by target type)."""
     keys = list(dict.fromkeys(keys))
     out: dict[tuple[str, str], set[str]] = {k: set() for k in keys}
-    by_type: dict[str, list[str]] = {}
     defs = patient_compartment()
+    looked = []
     for rtype, rid in keys:
         if rtype == "Patient":
             out[(rtype, rid)].add(rid)
         if rtype in defs:
-            by_type.setdefault(rtype, []).append(rid)
-    r, ref = resources.alias("r"), idx_reference.alias("ref")
-    for rtype, rids in by_type.items():
-        for start in range(0, len(rids), 1000):
-            # two plain index lookups (resources by (rtype, rid), then the index by pk): a
-            # join here tempts the planner into scanning the reference index by target type
-            pks = dict(
-                conn.execute(
-                    select(r.c.pk, r.c.rid).where(
-                        r.c.rtype == rtype, _one_of(conn, r.c.rid, rids[start : start + 1000])
-                    )
-                ).all()
+            looked.append((rtype, rid))
+    found_q, refs_q = _owner_queries(conn.dialect.name)
+    for start in range(0, len(looked), 1000):
+        chunk = looked[start : start + 1000]
+        types = sorted({t for t, _ in chunk})
+        # (rtype = ANY AND rid = ANY may also match another type's rid: those are left out)
+        pks = {
+            pk: (rtype, rid)
+            for pk, rtype, rid in conn.execute(
+                found_q, {"types": types, "rids": sorted({i for _, i in chunk})}
             )
-            if not pks:
-                continue
-            rows = conn.execute(
-                select(ref.c.pk, ref.c.target_id).where(
-                    _one_of(conn, ref.c.pk, list(pks)),
-                    ref.c.param.in_(defs[rtype]),
-                    ref.c.target_type == "Patient",
-                )
-            ).all()
-            for pk, pid in rows:
-                if pid:
-                    out[(rtype, pks[pk])].add(pid)
+            if (rtype, rid) in out
+        }
+        if not pks:
+            continue
+        params = sorted({p for t in types for p in defs[t]})
+        for pk, param, pid in conn.execute(refs_q, {"pks": list(pks), "params": params}):
+            key = pks[pk]
+            if pid and param in defs[key[0]]:
+                out[key].add(pid)
     return out

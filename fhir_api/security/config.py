@@ -10,7 +10,7 @@ EHR_SECURITY_SPOOL_DIR             the audit spool (crash safety); per database 
 EHR_SECURITY_AUDIT_SPOOL           ``0``: no spool (a crash loses the queued records)        1
 EHR_SECURITY_AUDIT_FLUSH_MS        how often queued audit records go to the database         1000
 EHR_SECURITY_AUDIT_FSYNC_MS        how often the audit spool is made durable (fsync)          50
-EHR_SECURITY_AUDIT_BATCH           most records per audit transaction                        1000
+EHR_SECURITY_AUDIT_BATCH           most records per audit transaction (a chain block)        5000
 EHR_SECURITY_AUDIT_MAX_QUEUE       records waiting before requests are refused (503)         200000
 EHR_SECURITY_AUDIT_MATERIALIZE     idle | eager | never: when AuditEvent resources are made  idle
 EHR_SECURITY_AUDIT_MAX_LAG         events not yet AuditEvent resources before it is forced   50000
@@ -49,7 +49,7 @@ class SecuritySettings(BaseSettings):
     audit_spool: bool = True
     audit_flush_ms: int = 1000
     audit_fsync_ms: int = 50
-    audit_batch: int = 1000
+    audit_batch: int = 5000
     audit_max_queue: int = 200_000
     audit_materialize: str = "idle"
     audit_max_lag: int = 50_000
