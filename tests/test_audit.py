@@ -557,3 +557,22 @@ def test_a_record_names_its_own_requester_when_two_tokens_share_a_jti() -> None:
             [org],
             "TREAT",
         )
+
+
+def test_a_shipped_spool_makes_its_next_spare_segment_off_the_request_path(tmp_path: Path) -> None:
+    """A worker whose records a shipper takes has no writer thread: once a rotation uses its
+    spare segment, the next spare is made in a thread of its own, not by a later request."""
+    spool = Spool(tmp_path, 4096, shipped=True)
+
+    def segments() -> int:
+        return len(list(tmp_path.glob("*.jsonl")))
+
+    assert segments() == 2  # the current one and its spare
+    for _ in range(14):  # (13 lines of 301 bytes fit in 4,096: the 14th goes to the spare)
+        spool.append(b"x" * 300)
+    deadline = time.monotonic() + 5
+    while segments() < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert segments() == 3  # the full one (sealed), the current one, a new spare
+    spool.close(committed=True)
+    assert segments() == 1  # the full one waits for the shipper; the spare is gone
