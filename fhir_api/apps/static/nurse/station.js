@@ -26,6 +26,15 @@ export const state = {
 export const notice = (text) => announce(text);
 export const alertText = (text) => alertMessage(text);
 
+/** A guard for a list's loads: the latest load of `name` renders, an older one that answers
+ * after it does not (opening a patient, then switching language, starts two loads of the same
+ * list; the older one, re-rendering it late, would swap the buttons under the nurse's finger). */
+const loads = {};
+export function latest(name) {
+  const n = (loads[name] = (loads[name] || 0) + 1);
+  return () => loads[name] === n;
+}
+
 export function errorText(err) {
   if (err && err.status === 401) {
     $('relogin').hidden = false; // the token expired: sign in again (the outbox is kept)

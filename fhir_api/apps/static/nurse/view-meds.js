@@ -9,7 +9,7 @@ import { el } from '../common/ui.js';
 import { activeOrders, drugName, doseText, isHighAlert, signWitness, administerParameters, explainRefusal } from './meds.js';
 import { newId } from './outbox.js';
 import { patientName, wristbandIdentifier } from './patients.js';
-import { $, state, notice, alertText, errorText, submit } from './station.js';
+import { $, state, notice, alertText, errorText, submit, latest } from './station.js';
 
 /** The signature in hand, if it is for `mr` and has a margin before it expires. */
 function witnessFor(mr) {
@@ -35,8 +35,10 @@ export async function loadOrders() {
   const p = state.current && state.current.patient;
   const ul = $('meds');
   if (!p) return;
+  const fresh = latest('orders');
   try {
     const orders = await activeOrders(p.id);
+    if (!fresh()) return;
     ul.replaceChildren(...(orders.length
       ? orders.map((mr) => el('li', {},
         el('span', { class: 'drug' }, drugName(mr)),
@@ -50,7 +52,7 @@ export async function loadOrders() {
       ))
       : [el('li', { class: 'muted' }, t('nurse.meds.none'))]));
   } catch (err) {
-    ul.replaceChildren(el('li', { class: 'muted' }, errorText(err)));
+    if (fresh()) ul.replaceChildren(el('li', { class: 'muted' }, errorText(err)));
   }
 }
 

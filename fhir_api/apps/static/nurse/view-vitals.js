@@ -6,15 +6,17 @@ import { t } from '../common/i18n.js';
 import { el } from '../common/ui.js';
 import { newId } from './outbox.js';
 import { patientName, resources } from './patients.js';
-import { $, state, notice, alertText, errorText, submit, fmtTime } from './station.js';
+import { $, state, notice, alertText, errorText, submit, fmtTime, latest } from './station.js';
 import { FIELDS, checkReadings, vitalsParameters, readingsText, serverWarnings, observationLine, unitLabel } from './vitals.js';
 
 export async function loadRecent() {
   const p = state.current && state.current.patient;
   if (!p) return;
   const ul = $('vitals-recent');
+  const fresh = latest('vitals');
   try {
     const got = resources(await fhir(`Observation?subject=Patient/${p.id}&category=vital-signs&_sort=-date&_count=10`));
+    if (!fresh()) return;
     ul.replaceChildren(...(got.length
       ? got.map((o) => {
         const [label, value, when] = observationLine(o);
@@ -22,7 +24,7 @@ export async function loadRecent() {
       })
       : [el('li', { class: 'muted' }, t('nurse.vitals.none'))]));
   } catch (err) {
-    ul.replaceChildren(el('li', { class: 'muted' }, errorText(err)));
+    if (fresh()) ul.replaceChildren(el('li', { class: 'muted' }, errorText(err)));
   }
 }
 
