@@ -215,13 +215,14 @@ class Shipper:
         return found
 
     def _read(self, seg: _Segment) -> bool:
-        """Read what is new in ``seg`` (a bounded amount); True when more is left to read."""
+        """Read what is new in ``seg`` up to where :meth:`_sync` found the written bytes to end
+        (a bounded amount); True when more is left to read."""
         assert seg.committed is not None
         pos = max(seg.read, seg.committed)
-        if os.pread(seg.fd, 1, pos) in (b"", b"\0"):
-            return False  # nothing new (a spare segment, an idle worker): one byte looked at
         for _ in range(READS_PER_CYCLE):  # (bounded: every segment gets its turn)
-            data = os.pread(seg.fd, READ_BYTES, pos)
+            if pos >= seg.synced:
+                return False  # nothing new (a spare segment, an idle worker): no read at all
+            data = os.pread(seg.fd, min(READ_BYTES, seg.synced - pos), pos)
             chunk = _complete(data)
             if not chunk:
                 return False
@@ -248,9 +249,7 @@ class Shipper:
             if end == pos:
                 return False
             seg.read = pos = end
-            if len(data) < READ_BYTES or b"\0" in data:
-                return False  # (the end of the file, or of what is written so far)
-        return True
+        return pos < seg.synced
 
     def _sync(self, seg: _Segment) -> None:
         """Make what was written to ``seg`` since the last look durable (``fdatasync``), without
