@@ -75,10 +75,10 @@ def _audit_shipper() -> Iterator[None]:
     workers, which then only spool their audit records (``EHR_SECURITY_AUDIT_SHIPPER=process``,
     unless set otherwise); restart it if it dies; stop it after the workers, so its last cycle
     ships their last records. Its own process group: a Ctrl-C meant for the server does not
-    stop it before the workers. Not its own session: Linux groups the CPU time of a session
-    (``sched_autogroup``), and a shipper in a session of its own competed with the workers as
-    an equal whatever its niceness (measured with ``perf sched``: requests waited up to 4 ms
-    behind it on a core while the other was idle)."""
+    stop it before the workers. Not its own session: Linux shares the CPU between sessions
+    first (``sched_autogroup``), so in a session of its own its niceness counted for nothing
+    against the workers. (Niceness sets its share of contended cores; it does not make a woken
+    request preempt it: bench/RESULTS.md, session 9.)"""
     from fhir_api.security import SecuritySettings
 
     os.environ.setdefault("EHR_SECURITY_AUDIT_SHIPPER", "process")
