@@ -79,7 +79,8 @@ def open_station(e2e: E2E) -> tuple[Any, DemoWard, DemoAdmission]:
     page.goto(e2e.url("/app/nurse/"))
     sign_in(page, "demo.nurse")
     page.wait_for_url(re.compile(r"/app/nurse/"))
-    # the station is wired (tabs, forms) before it names the nurse: act only after that
+    # the station has started (its rules, the wards) once it names the nurse: act after that
+    # (a tap made earlier waits for it: test_a_tab_tapped_while_the_station_starts_is_kept)
     page.locator("#who", has_text="当前护士").wait_for()
     return page, ward, ward.admissions[0]
 
@@ -201,6 +202,30 @@ def test_nurse_records_vitals_that_become_observations(e2e: E2E) -> None:
 
 
 @pytest.mark.e2e
+def test_a_tab_tapped_while_the_station_starts_is_kept(e2e: E2E) -> None:
+    """Right after sign-in, while the station still loads its rules, the nurse taps
+    "识别患者" and sends a wristband number: the tab opens at once, and the patient opens
+    once the station has started (before: the tap did nothing, the field stayed hidden)."""
+    adm = ward_of(e2e).admissions[0]
+    page = e2e.page(TABLET)
+    held: list[Any] = []  # the station's rules, held back until the nurse has acted
+    page.route(re.compile(r"/app/nurse/rules\.json$"), lambda route: held.append(route))
+    page.goto(e2e.url("/app/nurse/"))
+    sign_in(page, "demo.nurse")
+    page.wait_for_url(re.compile(r"/app/nurse/"))
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the station never asked for its rules"
+    page.get_by_role("tab", name="识别患者").click()
+    page.get_by_label("腕带或卡号", exact=False).fill(adm.mrn, timeout=5000)
+    page.keyboard.press("Enter")
+    banner = page.locator("#patient-name", has_text=adm.name)
+    assert not banner.is_visible()  # (it waits for the station)
+    held[0].continue_()
+    banner.wait_for()
+
+
 def test_nurse_offline_submission_waits_and_is_sent_once(e2e: E2E) -> None:
     page, ward, adm = open_station(e2e)
     page.get_by_role("tab", name="识别患者").click()

@@ -24,6 +24,26 @@ register(MESSAGES);
 
 const RETRY_MS = 15000;
 
+// The station is wired as the page loads, so that a tap made while it still signs in and loads
+// its rules is not lost: a tab switches at once; what needs the signed-in station (a form sent,
+// a list loaded) waits for it.
+let markStarted;
+const started = new Promise((resolve) => {
+  markStarted = resolve;
+});
+
+/** A handler that runs ``fn`` once the station has started (a form's own submission, which
+ * would reload the page, is stopped at once). */
+function whenStarted(fn) {
+  return (ev) => {
+    if (ev && ev.type === 'submit') ev.preventDefault();
+    started.then(() => fn(ev)).catch((e) => alertText(errorText(e)));
+  };
+}
+
+const reloadWorklist = whenStarted(() => loadWorklist());
+const flushWhenStarted = whenStarted(() => flushNow());
+
 // -- the outbox ---------------------------------------------------------------------------------
 
 function sendEntry(entry) {
@@ -104,7 +124,7 @@ function wire() {
   for (const tab of tabs) {
     tab.addEventListener('click', () => {
       show(tab.dataset.view);
-      if (tab.dataset.view === 'worklist') loadWorklist().catch((e) => alertText(errorText(e)));
+      if (tab.dataset.view === 'worklist') reloadWorklist();
     });
     // arrow keys move between tabs (WAI-ARIA tabs pattern)
     tab.addEventListener('keydown', (ev) => {
@@ -117,32 +137,29 @@ function wire() {
   $('pending-toggle').addEventListener('click', () => $('pending-list').focus());
   $('relogin').addEventListener('click', () => signIn());
   $('pending-list').setAttribute('tabindex', '-1');
-  $('pending-retry').addEventListener('click', () => flushNow());
-  $('ward-form').addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    loadWorklist().catch((e) => alertText(errorText(e)));
-  });
-  $('ward').addEventListener('change', () => loadWorklist().catch((e) => alertText(errorText(e))));
-  $('identify-form').addEventListener('submit', onIdentify);
+  $('pending-retry').addEventListener('click', flushWhenStarted);
+  $('ward-form').addEventListener('submit', reloadWorklist);
+  $('ward').addEventListener('change', reloadWorklist);
+  $('identify-form').addEventListener('submit', whenStarted(onIdentify));
   $('patient-close').addEventListener('click', () => {
     show('worklist');
-    loadWorklist().catch((e) => alertText(errorText(e)));
+    reloadWorklist();
   });
-  $('vitals-form').addEventListener('submit', saveVitals);
-  $('admin-form').addEventListener('submit', giveMedication);
+  $('vitals-form').addEventListener('submit', whenStarted(saveVitals));
+  $('admin-form').addEventListener('submit', whenStarted(giveMedication));
   $('admin-cancel').addEventListener('click', () => {
     $('admin-form').hidden = true;
     state.witness = null;
   });
   $('admin-witness-sign').addEventListener('click', openWitnessDialog);
-  $('witness-form').addEventListener('submit', onWitnessSubmit);
+  $('witness-form').addEventListener('submit', whenStarted(onWitnessSubmit));
   $('witness-cancel').addEventListener('click', closeWitnessDialog);
   $('witness-dialog').addEventListener('close', () => {
     $('witness-password').value = '';
   });
   window.addEventListener('online', () => {
     renderNet();
-    flushNow();
+    flushWhenStarted();
   });
   window.addEventListener('offline', renderNet);
   setInterval(() => {
@@ -168,7 +185,7 @@ function relabel() {
     loadRecent();
     loadOrders();
   }
-  if (!$('view-worklist').hidden) loadWorklist().catch(() => {});
+  if (!$('view-worklist').hidden) started.then(() => loadWorklist()).catch(() => {});
 }
 
 async function start() {
@@ -182,10 +199,10 @@ async function start() {
   state.ready = loadWards();
   state.rules = await (await fetch('rules.json')).json();
   state.outbox = new Outbox({ owner: state.me || 'nurse', send: sendEntry, onChange: renderPending });
-  wire();
   buildVitalsFields();
   renderNet();
   renderPending();
+  markStarted();
   if (state.me) {
     try {
       const me = await fhir(state.me);
@@ -204,4 +221,5 @@ async function start() {
   if (state.outbox.pending) flushNow();
 }
 
+wire();
 start().catch((err) => alertText(errorText(err)));
