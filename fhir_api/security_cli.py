@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import gc
 import json
 import os
 import sys
@@ -92,14 +91,14 @@ def cmd_audit_ship(args: argparse.Namespace) -> int:
     config, settings = SecuritySettings(), get_settings()
     trail = audit_trail(store, config, settings, shipper=True)
     search_parameters(), patient_compartment()  # (loaded now: they live as long as it)
-    gc.collect()
-    settle_collector()
-    # a request woken on a core the shipper holds waits for it: niced, the shipper yields at
-    # once (measured at 2 connections: p99 3.3-3.7 -> 1.9-2.5 ms; at 16 the reads per second
-    # rose too, and the shipper kept up: bench/RESULTS.md)
+    # niced, the shipper takes a small share of contended cores (at 16 connections the reads
+    # per second rose, and the shipper kept up); a request woken on a core it holds can still
+    # wait for it, up to a scheduler tick (bench/RESULTS.md, sessions 7 and 9)
     with contextlib.suppress(OSError):
         os.nice(config.audit_shipper_nice)
-    run_shipper(trail, spool_dir(store, config, settings), parent=args.parent)
+    run_shipper(
+        trail, spool_dir(store, config, settings), parent=args.parent, settle=settle_collector
+    )
     return 0
 
 

@@ -53,7 +53,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
@@ -452,9 +452,17 @@ def _set_offsets(conn: Connection, offsets: dict[str, int]) -> None:
     )
 
 
-def run_shipper(trail: AuditTrail, directory: Path, *, parent: int | None = None) -> int:
+def run_shipper(
+    trail: AuditTrail,
+    directory: Path,
+    *,
+    parent: int | None = None,
+    settle: Callable[[], None] = gc.freeze,
+) -> int:
     """Ship ``directory`` until SIGTERM/SIGINT (or until the process ``parent`` is gone), then
-    ship what is left; materialize AuditEvents as ``trail`` says. Returns records shipped."""
+    ship what is left; materialize AuditEvents as ``trail`` says. Returns records shipped.
+    ``settle``: what keeps the objects made so far out of the garbage collector's passes
+    (``ehr audit ship``: the server's :func:`fhir_api.app.settle_collector`)."""
     _name_os_thread(WRITER_THREAD)
     trail.replay(directory)  # segments of crashed workers that wrote from their own thread
     shipper = Shipper(trail, directory)
@@ -462,7 +470,7 @@ def run_shipper(trail: AuditTrail, directory: Path, *, parent: int | None = None
     # process: out of the garbage collector's sight, whose full passes otherwise walked it all
     # every few seconds as the batches came and went (measured: ~4 µs a record shipped)
     gc.collect()
-    gc.freeze()
+    settle()
     stopping = False
 
     def stop(*_: object) -> None:

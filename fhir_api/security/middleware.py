@@ -21,7 +21,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ehr.security import AuditTrail, Principal
-from ehr.security.audit import Entry, new_event_id
+from ehr.security.audit import Entry, new_event_id, resolve_key
 from ehr.security.visibility import compartment_types
 
 from .context import SCOPE_KEY, AuditContext
@@ -120,11 +120,10 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
         and rtype in compartment_types()
         and (not patients or interaction in _INSTANCE)
     )
+    if patients or resolve:
+        d["patients"] = patients
     if resolve:
-        d["patients"] = patients
         d["resolve"] = True
-    elif patients:
-        d["patients"] = patients
     if purpose is not None:
         d["purpose"] = purpose
     if g is not None and g.break_glass and p is not None and p.break_glass is not None:
@@ -132,7 +131,7 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
     if ctx.detail is not None:
         d["detail"] = ctx.detail
     d["site"] = site
-    return (orjson.dumps(d), (rtype, rid) if resolve else None, event_id, recorded)  # type: ignore[return-value]
+    return (orjson.dumps(d), resolve_key(resolve, rtype, rid), event_id, recorded)
 
 
 class AuditMiddleware:
