@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from ehr.errors import Unprocessable
 from ehr.model import loads
+from ehr.sitetime import CST
 from ehr.storage.repository import Repository
 from ehr.store import Store, WriteContext
 
@@ -34,9 +35,6 @@ __all__ = [
     "sub_ext",
     "sub_values",
 ]
-
-#: China Standard Time (no daylight saving): every clinic time is local to it
-CST = timezone(timedelta(hours=8))
 
 
 def parse_instant(value: str) -> datetime:

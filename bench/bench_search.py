@@ -41,7 +41,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -56,6 +56,7 @@ from ehr.identifiers import (  # noqa: E402
     citizen_id_identifier,
     make_citizen_id,
 )
+from ehr.sitetime import CST  # noqa: E402
 
 SEED = 2026
 ID_KEY = b"bench-search-key"
@@ -70,7 +71,6 @@ LOINC, UCUM, ICD10 = (
     "http://hl7.org/fhir/sid/icd-10",
 )
 OBS_CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
-TZ = timezone(timedelta(hours=8))
 
 # fmt: off
 SURNAMES = [  # (hanzi, pinyin, per mille of the population)
@@ -177,7 +177,7 @@ def _dt(rng: random.Random, start: date, end: date) -> datetime:
         rng.randrange(7, 20),
         rng.randrange(60),
         rng.randrange(60),
-        tzinfo=TZ,
+        tzinfo=CST,
     )
 
 

@@ -276,7 +276,7 @@ def test_reschedule_moves_the_booking(e2e: E2E) -> None:
     page.get_by_role("tab", name="我的预约").click()
     item = page.locator(f"#upcoming li[data-id='{before['id']}']")
     item.get_by_role("button", name="改约").click()
-    # a later day than the booked one (the second offered), its first slot
+    # a later day than the booked one (the second offered): the third, its first slot
     item.locator(".choices button[data-day]").nth(2).click()
     item.locator("button.slot").first.click()
     item.locator("button.sticky-action").click()

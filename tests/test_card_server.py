@@ -380,6 +380,23 @@ def test_revoked_card_is_refused_and_raises_an_alert(server: Server) -> None:
     assert len(server.events(("type", "110113"))) == 2
 
 
+def test_revoked_card_alerts_count_by_the_local_day(server: Server) -> None:
+    """At most one notice per card, terminal and day of the local (China) calendar, whose day
+    begins at 16:00 UTC: taps either side of 00:00 UTC (08:00 there) make one notice."""
+    applet, body = new_card(server)
+    revoke_card(server.store, body["cid"], "lost", cards=server.cards)
+    midnight_utc = (int(time.time()) // 86400 + 1) * 86400  # the next one: the card still valid
+    # in China: 07:59:58.5 and 08:00:01.5, then 23:59:58.5 and 00:00:01.5 the next day
+    for t in (-1.5, 1.5, 16 * 3600 - 1.5, 16 * 3600 + 1.5):
+        server.cards.clock = lambda t=t: midnight_utc + t
+        assert tap(server, applet) == {"result": "refused", "reason": "revoked"}
+    assert len(server.events(("type", "110113"), ("patient", "Patient/pat-1"))) == 4
+    notices = server.store.search("Communication", [("subject", "Patient/pat-1")])
+    days = sorted(json.loads(h.data)["identifier"][0]["value"][-10:] for h in notices.matches)
+    china = [time.strftime("%Y-%m-%d", time.gmtime(midnight_utc + h * 3600)) for h in (8, 24 + 8)]
+    assert days == china  # the first three taps: one day there; the last: the next
+
+
 def test_lost_card_is_replaced(server: Server) -> None:
     old, body = new_card(server)
     revoke_card(server.store, body["cid"], "lost", cards=server.cards)

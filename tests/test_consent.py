@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +28,9 @@ from test_security_support import (
     tokens,
 )
 
-from ehr.security.consent import rebuild_consent_rules, rules_of
+from ehr.accounts.scopes import parse_scopes
+from ehr.security.consent import notify_break_glass, rebuild_consent_rules, rules_of
+from ehr.security.principal import Principal
 from ehr.security.tables import consent_rules
 from ehr.store import Store
 
@@ -302,6 +305,25 @@ def test_break_the_glass(store: Store, tmp_path: Path) -> None:
         assert any(e["purposeOfEvent"][0]["text"] == reason for e in btg_events)
         assert {a["who"].get("reference") for e in btg_events for a in e["agent"]} >= {
             "Practitioner/p2", "Organization/org2"}  # fmt: skip
+
+
+def test_break_the_glass_notices_count_by_the_local_day(store: Store) -> None:
+    """One notice per clinician, patient and day of the local (China) calendar: its day begins
+    at 16:00 UTC, not at 00:00 UTC (08:00 in China)."""
+    build_world(store)
+    doctor = Principal(subject="user-p2", client_id="app", scopes=parse_scopes("user/*.rs"),
+                       fhir_user="Practitioner/p2", organizations=("Organization/org2",))  # fmt: skip
+
+    def notify(utc: str) -> list[str]:
+        return notify_break_glass(store, doctor, ["pa"], "急诊", now=datetime.fromisoformat(utc))
+
+    assert notify("2026-03-01T23:59:59+00:00") == ["pa"]  # 07:59:59 on 2 March in China
+    assert notify("2026-03-02T00:00:01+00:00") == []  # 08:00:01, the same day there
+    assert notify("2026-03-02T15:59:59+00:00") == []  # 23:59:59
+    assert notify("2026-03-02T16:00:01+00:00") == ["pa"]  # 00:00:01 on 3 March: a new day
+    notes = store.search("Communication", [("recipient", "Patient/pa")])
+    days = sorted(json.loads(h.data)["identifier"][0]["value"] for h in notes.matches)
+    assert days == ["Practitioner/p2:pa:2026-03-02", "Practitioner/p2:pa:2026-03-03"]
 
 
 def test_break_the_glass_by_token_claim(store: Store, tmp_path: Path) -> None:

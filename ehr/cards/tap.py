@@ -29,6 +29,7 @@ from typing import Any
 
 from ehr.codesystems import CANONICAL_BASE
 from ehr.security.context import unguarded
+from ehr.sitetime import local_day
 
 from .answer import mask_name, resolve_patient
 from .audit import Requester, alert_record, tap_record
@@ -148,11 +149,9 @@ def _alert_notice(
     cards: CardService, who: Requester, card: CardRecord, patient_id: str | None, t: float
 ) -> dict[str, Any]:
     when = datetime.fromtimestamp(t, UTC)
-    stamp, day = when.strftime("%Y-%m-%dT%H:%M:%SZ"), when.strftime("%Y-%m-%d")
+    stamp, day = when.strftime("%Y-%m-%dT%H:%M:%SZ"), local_day(when)
     terminal = who.client_id or "?"
-    revoked = (
-        datetime.fromtimestamp(card.revoked, UTC).strftime("%Y-%m-%d") if card.revoked else "?"
-    )
+    revoked = local_day(datetime.fromtimestamp(card.revoked, UTC)) if card.revoked else "?"
     text = (
         f"已挂失/注销的健康卡 {card.cid}（{revoked} 注销，原因：{card.revoke_reason or '未知'}）"
         f"于 {stamp} 在终端 {terminal} 被出示，已拒绝。\n"

@@ -7,8 +7,10 @@ data") and every time carries the China Standard Time offset.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
+
+from ehr.sitetime import CST
 
 __all__ = [
     "CST",
@@ -27,8 +29,6 @@ __all__ = [
     "iso_datetime",
 ]
 
-#: China Standard Time; the demo writes every dateTime with this offset
-CST = timezone(timedelta(hours=8))
 
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"

@@ -61,6 +61,7 @@ from ehr.model import loads
 from ehr.search.dates import date_range, now_us
 from ehr.search.sql import Cond
 from ehr.search.tables import idx_reference, idx_token
+from ehr.sitetime import local_day
 from ehr.storage.tables import resources
 from ehr.store import PendingWrite, Store, WriteContext
 
@@ -335,14 +336,19 @@ def _notice(principal: Principal, pid: str, reason: str, day: str, when: str) ->
 
 
 def notify_break_glass(
-    store: Store, principal: Principal, patient_ids: Sequence[str], reason: str
+    store: Store,
+    principal: Principal,
+    patient_ids: Sequence[str],
+    reason: str,
+    now: datetime | None = None,
 ) -> list[str]:
     """Tell each patient that ``principal`` broke the glass on their record: a Communication
-    (category BTG, recipient the Patient), at most one per clinician, patient and day (a
-    conditional create on its identifier, so repeated and concurrent requests make one).
-    Returns the ids of the patients notified now (not already notified today)."""
-    now = datetime.now(UTC)
-    day, when = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    (category BTG, recipient the Patient), at most one per clinician, patient and local day
+    (:func:`~ehr.sitetime.local_day`; a conditional create on its identifier, so repeated and
+    concurrent requests make one). Returns the ids of the patients notified now (not already
+    notified that day). ``now``: the time of the access (default: the clock's)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    day, when = local_day(now), now.strftime("%Y-%m-%dT%H:%M:%SZ")
     who = principal.fhir_user or principal.subject
     done: list[str] = []
     for pid in dict.fromkeys(patient_ids):
