@@ -8,7 +8,8 @@
 
 How: one server per mode (``ehr serve --workers 2``, each on its own scratch PostgreSQL
 database ``ehr_bench_audit_<mode>`` loaded alike with N Patients and one Observation each),
-all running at once; wrk drives one of them at a time, in short *slices* (``GET`` of a random
+all running at once, and started ``--starts`` times (2: each start serves half of each phase's
+rounds; a server's latency can depend on the run of its processes); wrk drives one of them at a time, in short *slices* (``GET`` of a random
 Patient or Observation by id with a ``system/*.rs`` backend token: the cheapest read there is,
 so the audit's share is the largest; ``--reads search``: a patient's Observations by
 ``subject``, a searchset of one). Each round gives every server one slice, in the order
@@ -331,9 +332,11 @@ class Server:
     base: str
     token: str
     audited: bool
+    env: dict[str, str] = field(default_factory=dict)
     slices: list[dict[str, Any]] = field(default_factory=list)
     discarded: float = 0.0  # requests of the slices run again
     reruns: int = 0
+    starts: int = 0  # (each start's warm-up reads are audited too)
 
 
 def connections_per_worker(base: str) -> list[int]:
@@ -386,7 +389,7 @@ def measure(srv: Server, args: argparse.Namespace, connections: int, phase: str)
         print(f"  ({phase} {srv.mode}: connections {split}, again)", flush=True)
     r = result
     n = r["requests"]
-    r.update(phase=phase, split=split, cpu_us_per_read=cpu / n * 1e6,
+    r.update(phase=phase, split=split, start=srv.starts, cpu_us_per_read=cpu / n * 1e6,
              server_us=meter.server_s / n * 1e6, db_us=meter.db_s / n * 1e6,
              shipper_us=meter.writer_s / n * 1e6)  # fmt: skip
     srv.slices.append(r)
@@ -423,6 +426,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="throughput slices per server")
     ap.add_argument("--latency-rounds", type=int, default=6)
     ap.add_argument(
+        "--starts", type=int, default=2, help="servers' runs, the rounds shared between them"
+    )
+    ap.add_argument(
         "--modes",
         default="off,on",
         help="the first is the baseline (two at most: PostgreSQL's 100 connections)",
@@ -437,35 +443,47 @@ def main() -> None:
     print(machine(), flush=True)
 
     servers: list[Server] = []
-    with ExitStack() as stack:
-        for mode in modes:
-            url = fresh_pg_database(f"ehr_bench_audit_{mode}")
-            load(url, args.patients)
-            env = {"EHR_DATA_DIR": tempfile.mkdtemp(prefix="bench-audit-"),
-                   "EHR_DB_POOL_SIZE": "12",  # (two servers' pools within max_connections)
-                   "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **MODES[mode]}  # fmt: skip
-            base = stack.enter_context(server(url, env, args.workers, free_port()))
-            token = backend_token(url, base, "system/*.rs")
-            with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as c:
-                for i in range(WARM):
-                    assert c.get(f"{base}/Patient/bench-pat-{i % args.patients}").is_success
-            audited = MODES[mode].get("EHR_SECURITY_AUDIT", "1") != "0"
-            servers.append(Server(mode, url, base, token, audited))
-        for phase, rounds, conns in (
-            ("throughput", args.rounds, args.concurrency),
-            ("latency", args.latency_rounds, args.light),
-        ):
-            print(f"{phase}: {rounds} rounds, c{conns}", flush=True)
-            for r in range(rounds):  # ABBA…: a server's slices alternate first and last
-                for srv in servers if r % 2 == 0 else servers[::-1]:
-                    measure(srv, args, conns, phase)
+    for mode in modes:
+        url = fresh_pg_database(f"ehr_bench_audit_{mode}")
+        load(url, args.patients)
+        env = {"EHR_DATA_DIR": tempfile.mkdtemp(prefix="bench-audit-"),
+               "EHR_DB_POOL_SIZE": "12",  # (two servers' pools within max_connections)
+               "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **MODES[mode]}  # fmt: skip
+        audited = MODES[mode].get("EHR_SECURITY_AUDIT", "1") != "0"
+        servers.append(Server(mode, url, "", "", audited, env))
+    # Why restarts: on some boxes a server's latency depends on the run of its processes (two
+    # identical audit-off servers started side by side: p50 at 1 connection 0.51 against 0.60
+    # ms, steady over the run; bench/RESULTS.md, session 10), so one run per mode compares
+    # runs as much as modes. Each start serves an equal share of each phase's rounds.
+    runs = max(1, args.starts)
+    for run in range(runs):
+        with ExitStack() as stack:
+            for srv in servers:
+                srv.base = stack.enter_context(server(srv.url, srv.env, args.workers, free_port()))
+                srv.token = backend_token(srv.url, srv.base, "system/*.rs")  # (its audience)
+                srv.starts += 1
+                with httpx.Client(headers={"Authorization": f"Bearer {srv.token}"}) as c:
+                    for i in range(WARM):
+                        got = c.get(f"{srv.base}/Patient/bench-pat-{i % args.patients}")
+                        assert got.is_success
+            for phase, rounds, conns in (
+                ("throughput", args.rounds, args.concurrency),
+                ("latency", args.latency_rounds, args.light),
+            ):
+                mine = range(rounds * run // runs, rounds * (run + 1) // runs)
+                print(f"{phase}: rounds {mine.start + 1}-{mine.stop} of {rounds} "
+                      f"(servers' run {run + 1} of {runs}), c{conns}", flush=True)  # fmt: skip
+                for r in mine:  # ABBA…: a server's slices alternate first and last
+                    for srv in servers if r % 2 == 0 else servers[::-1]:
+                        measure(srv, args, conns, phase)
     # the servers stopped (SIGTERM: the shipper ships what was spooled): nothing lost?
     lost = 0
     for srv in servers:
         if not srv.audited:
             continue
         reads = sum(s["requests"] for s in srv.slices) + srv.discarded
-        surplus = chain_events(srv.url) - (reads + WARM + 1)  # (+1: the token grant)
+        # (each start: its warm-up reads and its token grant)
+        surplus = chain_events(srv.url) - (reads + (WARM + 1) * srv.starts)
         # at most ``connections`` requests were in flight when each slice's wrk stopped
         ok = 0 <= surplus <= args.concurrency * (len(srv.slices) + srv.reruns)
         lost += not ok
@@ -497,6 +515,17 @@ def main() -> None:
         print(f"| {srv.mode} | {rps:.0f} | {ratios['reads']:.3f} | {cpu:.0f} us | "
               f"{ratios['cpu']:.3f} | {p50:.2f} ms | {ratios['p50']:.3f} | {p99:.2f} ms | "
               f"{ratios['p99']:.3f} |")  # fmt: skip
+    for srv in servers:
+        by_start = {
+            key: [
+                round(statistics.median(xs), 3)
+                for k in range(1, srv.starts + 1)
+                if (xs := [s[key] for s in srv.slices if s["start"] == k and s["phase"] == ph])
+            ]
+            for key, ph in (("rps", "throughput"), ("p50_ms", "latency"), ("p99_ms", "latency"))
+        }
+        print(f"{srv.mode} by start: reads/s {by_start['rps']}, p50 {by_start['p50_ms']}, "
+              f"p99 {by_start['p99_ms']}")  # fmt: skip
     for srv in servers[1:]:
         print(f"{srv.mode}/{ref.mode} per round: reads/s "
               f"{_paired(ref, srv, 'throughput', 'rps')}; CPU per read (inverse) "
