@@ -8,15 +8,16 @@
 
 How: one server per mode (``ehr serve --workers 2``, each on its own scratch PostgreSQL
 database ``ehr_bench_audit_<mode>`` loaded alike with N Patients and one Observation each),
-all running at once, and started ``--starts`` times (2: each start serves half of each phase's
-rounds; a server's latency can depend on the run of its processes); wrk drives one of them at a time, in short *slices* (``GET`` of a random
-Patient or Observation by id with a ``system/*.rs`` backend token: the cheapest read there is,
-so the audit's share is the largest; ``--reads search``: a patient's Observations by
-``subject``, a searchset of one). Each round gives every server one slice, in the order
-A B C, then C B A, and so on, so a server's slices are interleaved with the others' over the
-whole run. Why slices: on this shared virtual machine the CPU a read costs drifts by ±10 %
-between minutes, more than the effect sought; runs minutes apart (this bench's earlier form:
-one server started per run, off and on alternated) compared drift as much as audit.
+all running at once, and started ``--starts`` times (2: each start serves half of each
+phase's rounds; a server's latency can depend on the run of its processes); wrk drives one of
+them at a time, in short *slices* (``GET`` of a random Patient or Observation by id with a
+``system/*.rs`` backend token: the cheapest read there is, so the audit's share is the
+largest; ``--reads search``: a patient's Observations by ``subject``, a searchset of one).
+Each round gives every server one slice, in the order A B C, then C B A, and so on, so a
+server's slices are interleaved with the others' over the whole run. Why slices: on this
+shared virtual machine the CPU a read costs drifts by ±10 % between minutes, more than the
+effect sought; runs minutes apart (this bench's earlier form: one server started per run, off
+and on alternated) compared drift as much as audit.
 
 Modes: ``off`` (``EHR_SECURITY_AUDIT=0``); ``on`` (the audit as ``ehr serve`` runs it: the
 workers spool, the shipper chains), with the AuditEvent resources deferred until after the run
@@ -451,7 +452,7 @@ def main() -> None:
                "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **MODES[mode]}  # fmt: skip
         audited = MODES[mode].get("EHR_SECURITY_AUDIT", "1") != "0"
         servers.append(Server(mode, url, "", "", audited, env))
-    # Why restarts: on some boxes a server's latency depends on the run of its processes (two
+    # Why more than one start: on some boxes a server's latency depends on the run of its processes (two
     # identical audit-off servers started side by side: p50 at 1 connection 0.51 against 0.60
     # ms, steady over the run; bench/RESULTS.md, session 10), so one run per mode compares
     # runs as much as modes. Each start serves an equal share of each phase's rounds.

@@ -29,7 +29,6 @@ __all__ = [
     "iso_datetime",
 ]
 
-
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
