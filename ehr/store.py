@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -448,6 +448,7 @@ class Store:
     engine: Engine = field(init=False)
     _read_engine: Engine = field(init=False, repr=False)
     _read_sql: str = field(init=False, repr=False)
+    _read_many_sql: str = field(init=False, repr=False)
     #: PostgreSQL: plain psycopg connections for the read by id (:meth:`read`)
     _read_pool: ReadPool | None = field(init=False, default=None, repr=False)
     #: the :class:`ehr.search.custom.CustomSearchParameters` hook (None when turned off)
@@ -490,9 +491,14 @@ class Store:
                 size=self.pool_size,
                 statement_timeout_ms=self.statement_timeout_ms,
             )
+        pg = is_postgres(self.engine)
         self._read_sql = (
             "SELECT version, last_updated, deleted, data FROM resources WHERE rtype = {p} AND rid = {p}"
-        ).format(p="%s" if is_postgres(self.engine) else "?")
+        ).format(p="%s" if pg else "?")
+        self._read_many_sql = (
+            "SELECT rid, version, last_updated, deleted, data FROM resources WHERE rtype = "
+            + ("%s AND rid = ANY(%s)" if pg else "? AND rid IN ({ids})")
+        )
         if self.custom_search_parameters:
             from ehr.search.custom import CustomSearchParameters
 
@@ -626,16 +632,38 @@ class Store:
         """http://hl7.org/fhir/R4/http.html#read: 404 if unknown, 410 if deleted."""
         check_type(rtype)
         check_id(rid)
-        # The hot path: one primary-key SELECT, bytes as stored. PostgreSQL: a plain psycopg
-        # connection (ehr.storage.read_pool); SQLite: a pooled DBAPI connection.
+        # the hot path: one primary-key SELECT, bytes as stored
+        return self._found(rtype, rid, self._fetch(self._read_sql, (rtype, rid), many=False))
+
+    def read_current(self, rtype: str, rids: Iterable[str]) -> dict[str, StoredResource]:
+        """The current versions of those of the resources ``rids`` of ``rtype`` that exist and
+        are not deleted, by id: as :meth:`read` does, one SELECT (per 500 ids)."""
+        wanted = sorted(set(rids))
+        out: dict[str, StoredResource] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            params: tuple[Any, ...]
+            if self._read_pool is not None:
+                sql, params = self._read_many_sql, (rtype, chunk)
+            else:
+                sql = self._read_many_sql.format(ids=",".join("?" * len(chunk)))
+                params = (rtype, *chunk)
+            for rid, version, ts, deleted, data in self._fetch(sql, params, many=True):
+                if not deleted and data is not None:
+                    out[rid] = StoredResource(rtype, rid, version, ts, bytes(data))
+        return out
+
+    def _fetch(self, sql: str, params: Sequence[Any], *, many: bool) -> Any:
+        """The row (or ``many``: the rows) of one SELECT outside SQLAlchemy. PostgreSQL: a plain
+        psycopg connection (ehr.storage.read_pool); SQLite: a pooled DBAPI connection."""
         if self._read_pool is not None:
-            return self._found(rtype, rid, self._read_pool.fetchone(self._read_sql, (rtype, rid)))
+            return (self._read_pool.fetchall if many else self._read_pool.fetchone)(sql, params)
         raw = self._read_engine.raw_connection()
         try:
             cursor = raw.cursor()
             try:
-                cursor.execute(self._read_sql, (rtype, rid))
-                row = cursor.fetchone()
+                cursor.execute(sql, params)
+                return cursor.fetchall() if many else cursor.fetchone()
             finally:
                 cursor.close()
         except Exception:
@@ -643,7 +671,6 @@ class Store:
             raise
         finally:
             raw.close()
-        return self._found(rtype, rid, row)
 
     @staticmethod
     def _found(rtype: str, rid: str, row: Sequence[Any] | None) -> StoredResource:

@@ -51,6 +51,24 @@ def test_create_read_stamps_meta(store: Store) -> None:
     assert got["name"] == [{"family": "张", "given": ["伟"]}]
 
 
+def test_read_current_of_many_ids(store: Store) -> None:
+    """The current versions of the ids that exist, in one call: the deleted, the unknown and
+    another type's ids are left out; more ids than one statement takes (500) are read too."""
+    kept = store.create(patient(given="甲"))
+    kept = store.update("Patient", kept.rid, {**patient(given="乙"), "id": kept.rid})
+    gone = store.create(patient(given="丙"))
+    store.delete("Patient", gone.rid)
+    obs = store.create({"resourceType": "Observation", "status": "final",
+                        "code": {"text": "体温"}})  # fmt: skip
+    many = [store.create(patient(given=str(i))).rid for i in range(3)]
+    unknown = [f"0-{i:03d}" for i in range(600)]  # (sorted first: the others in a 2nd statement)
+    asked = [kept.rid, gone.rid, obs.rid, "no-such-id", *many, *unknown]
+    got = store.read_current("Patient", asked)
+    assert sorted(got) == sorted([kept.rid, *many])
+    assert got[kept.rid].version == 2 and got[kept.rid].resource()["name"][0]["given"] == ["乙"]
+    assert store.read_current("Patient", []) == {}
+
+
 def test_update_versions_and_history(store: Store) -> None:
     w = store.create(patient())
     for i in range(3):

@@ -17,12 +17,14 @@ query itself. :class:`ReadPool` keeps plain psycopg connections for it instead:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 
 __all__ = ["ReadPool"]
+
+_T = TypeVar("_T")
 
 
 class ReadPool:
@@ -41,6 +43,15 @@ class ReadPool:
 
     def fetchone(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """The first row of ``sql`` (a read), or None."""
+        return self._run(sql, params, psycopg.Cursor.fetchone)
+
+    def fetchall(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` (a read)."""
+        return self._run(sql, params, psycopg.Cursor.fetchall)
+
+    def _run(
+        self, sql: str, params: Sequence[Any], fetch: Callable[[psycopg.Cursor[Any]], _T]
+    ) -> _T:
         try:
             conn = self._idle.pop()
         except IndexError:
@@ -48,7 +59,7 @@ class ReadPool:
         retried = False
         while True:
             try:
-                row = conn.execute(sql, params, prepare=True).fetchone()
+                rows = fetch(conn.execute(sql, params, prepare=True))
             except psycopg.OperationalError:
                 disconnected = conn.broken
                 conn.close()
@@ -63,7 +74,7 @@ class ReadPool:
                 self._idle.append(conn)
             else:
                 conn.close()
-            return row
+            return rows
 
     def close(self) -> None:
         """Close the idle connections (the pool stays usable: it opens new ones)."""
