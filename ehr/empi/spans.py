@@ -165,9 +165,9 @@ def _expandable(name: str) -> bool:
 
 
 def _goldens(store: Store, ids: Iterable[str]) -> set[str]:
-    """Those of the Patients ``ids`` that are golden records: one prepared SELECT outside
-    SQLAlchemy (:meth:`~ehr.store.Store.read_current`), as every search naming a Patient
-    looks (measured: 120 against 510 µs of CPU in process)."""
+    """Those of the Patients ``ids`` that are golden records, by one prepared SELECT outside
+    SQLAlchemy (:meth:`~ehr.store.Store.read_current`): every search naming a Patient asks
+    (measured in process: 120 µs of CPU, against 510 through a Core select)."""
     rows = store.read_current("Patient", ids)
     return {pid for pid, got in rows.items() if is_golden(orjson.loads(got.data))}
 

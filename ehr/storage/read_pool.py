@@ -1,4 +1,5 @@
-"""Single-statement reads on pooled psycopg connections (PostgreSQL): the read by id.
+"""Single-statement reads on pooled psycopg connections (PostgreSQL): the read by id, and the
+current versions of many ids (:meth:`ehr.store.Store.read_current`).
 
 ``GET [type]/[id]`` is one primary-key SELECT. Through SQLAlchemy's pool, the checkout and
 return of a connection (its wrapper, events, bookkeeping) cost about as much Python as the
