@@ -42,7 +42,8 @@ SLOT_NUMBER_EXT = f"{_SD}/slot-number"
 SLOT_SESSION_EXT = f"{_SD}/slot-session"
 #: Slot and Appointment extension: a tentative hold (appointment, patient, expires)
 HOLD_EXT = f"{_SD}/slot-hold"
-#: Appointment extension: booking facts (organization, department, bookedBy, slotNumber, session)
+#: Appointment extension: booking facts (organization, department, bookedBy, slotNumber, session,
+#: cancelBefore: until when a citizen may cancel or move it online, by the policy of the booking)
 BOOKING_EXT = f"{_SD}/appointment-booking"
 #: Encounter and Appointment extension (valueInteger): the queue number given at check-in
 QUEUE_NUMBER_EXT = f"{_SD}/queue-number"

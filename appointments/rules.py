@@ -532,6 +532,10 @@ class BookingRules:
         session_code = ext_value(slot, SLOT_SESSION_EXT)
         if session_code:
             facts.append({"url": "session", "valueCode": session_code})
+        # until when a citizen may cancel or move it online, by the policy of the booking (the
+        # policy in force decides: see _release); the apps tell the patient
+        deadline = fmt_instant(sc.policy.cancel_deadline(sc.start))
+        facts.append({"url": "cancelBefore", "valueInstant": deadline})
         set_ext(appt, BOOKING_EXT, {"extension": facts} if facts else None)
         if appt["status"] == "pending":
             expires = now + timedelta(minutes=sc.policy.hold_minutes)

@@ -100,6 +100,7 @@ def test_citizen_books_lists_cancels_and_sees_the_access_log(e2e: E2E) -> None:
         if x["url"] == "slotNumber"
     )
     expect(confirmation).to_contain_text(f"第 {number} 号")
+    expect(confirmation).to_contain_text("前在线取消或改约")  # (the hospital's cut-off)
     assert f"第{number}号" in slot_label
     assert department.split(" · ")[-1] in confirmation.inner_text()
 
@@ -337,6 +338,57 @@ def test_a_cancellation_past_the_cut_off_is_refused_with_the_servers_reason(e2e:
     # the refused request is logged by the browser as a failed resource: expected here
     page.wait_for_timeout(200)
     e2e.errors[:] = [e for e in e2e.errors if "Failed to load resource" not in e]
+
+
+def test_a_booking_within_the_cut_off_says_so_and_offers_no_online_cancel(e2e: E2E) -> None:
+    import dataclasses
+
+    from appointments.fhirdata import Reader
+    from appointments.policy import load_policy, save_policy
+
+    patient = e2e.account("demo.citizen").fhir_user
+    service = e2e.service_token()
+    page = e2e.page()
+    page.goto(e2e.url(BOOKING))
+    sign_in(page, "demo.citizen")
+    book_first_slot(page, "眼")  # (to learn the hospital; then given up, while it may be)
+    (first,) = _appointments(e2e, service, patient)
+    org = next(
+        x["valueReference"]["reference"].split("/")[1]
+        for e in first["extension"]
+        for x in e.get("extension", [])
+        if x["url"] == "organization"
+    )
+    page.get_by_role("tab", name="我的预约").click()
+    item = page.locator(f"#upcoming li[data-id='{first['id']}']")
+    expect(item).to_contain_text("前在线取消或改约")
+    item.get_by_role("button", name="取消预约").click()
+    item.locator(".card").get_by_role("button", name="取消预约").click()
+    expect(page.locator("#app-status")).to_contain_text("预约已取消")
+
+    # the hospital now stops online cancellations 1000 hours ahead: every slot is within it
+    with Reader.open(e2e.store) as reader:
+        policy = load_policy(reader, org)
+    save_policy(e2e.store, org, dataclasses.replace(policy, cancel_cutoff_hours=1000.0))
+    page.get_by_role("tab", name="预约", exact=True).click()
+    page.get_by_label("按症状或科室搜索").fill("眼")
+    page.get_by_role("button", name="搜索").click()
+    page.locator("#search-results button").first.click()
+    pick_later_day(page)
+    page.locator("#slots button.slot").first.click()
+    page.get_by_role("button", name="锁定此号").click()
+    expect(page.locator("#hold")).to_contain_text("预约后不能在线取消或改约")  # told first
+    e2e.shot(page, "1-held-within-the-cut-off")
+    page.get_by_role("button", name="确认预约").click()
+    expect(page.locator("#confirmation")).to_contain_text("在线取消和改约已于")
+    booked = [a for a in _appointments(e2e, service, patient) if a["status"] == "booked"]
+    assert len(booked) == 1
+    page.get_by_role("tab", name="我的预约").click()
+    item = page.locator(f"#upcoming li[data-id='{booked[0]['id']}']")
+    expect(item).to_contain_text("如需取消请联系医院")
+    expect(item.get_by_role("button", name="取消预约")).to_have_count(0)
+    expect(item.get_by_role("button", name="改约")).to_have_count(0)
+    e2e.shot(page, "2-no-online-cancel")
 
 
 def test_a_refused_consent_is_reported_and_not_retried(e2e: E2E) -> None:

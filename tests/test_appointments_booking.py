@@ -60,6 +60,10 @@ def test_book_marks_slot_busy_and_stamps_the_appointment(world: World) -> None:
         and {"url": "organization", "valueReference": {"reference": f"Organization/{ORG}"}}
         in facts["extension"]
     )
+    # the citizen may cancel it online until 2 hours before it starts (the default policy)
+    assert {"url": "cancelBefore", "valueInstant": "2025-07-22T06:00:00+08:00"} in facts[
+        "extension"
+    ]
     assert world.resource("Slot", slot)["status"] == "busy"
 
 
@@ -299,6 +303,11 @@ def test_reschedule_is_atomic(world: World) -> None:
     assert world.resource("Appointment", appt["id"])["slot"] == [{"reference": f"Slot/{old}"}]
     moved = reschedule(world.svc, world.parent, appt["id"], slot=new)
     assert moved["id"] == appt["id"] and moved["start"].startswith("2025-07-23T08:00")
+    facts = ext(moved, BOOKING_EXT)
+    assert facts is not None  # its online cut-off moved with it
+    assert {"url": "cancelBefore", "valueInstant": "2025-07-23T06:00:00+08:00"} in facts[
+        "extension"
+    ]
     assert world.resource("Slot", old)["status"] == "free"
     assert world.resource("Slot", new)["status"] == "busy"
 

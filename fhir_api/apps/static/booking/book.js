@@ -7,6 +7,7 @@ import {announce, alertMessage, el, fmtDate, fmtTime, isoDay, render, showError}
 import {SYMPTOMS} from './messages.js';
 import {
   SLOT_NUMBER_EXT,
+  cutoffNote,
   deptCode,
   departments,
   describeAppointment,
@@ -112,8 +113,16 @@ export async function confirmation(appt) {
     d.number ? el('p', {class: 'queue-number'}, el('strong', {}, t('book.queue_number', {number: d.number}))) : null,
     el('p', {}, [d.dept, d.doctor, d.type].filter(Boolean).join(' · ')),
     d.place ? el('p', {class: 'muted'}, t('book.place', {place: d.place})) : null,
+    cutoffLine(appt),
   );
   return card;
+}
+
+/** The line saying until when the booking can be cancelled online (see cutoffNote), or null. */
+export function cutoffLine(appt) {
+  const note = cutoffNote(appt);
+  if (!note) return null;
+  return el('p', {class: note.key === 'cutoff.until' ? 'muted cutoff' : 'cutoff warn'}, t(note.key, {when: note.when}));
 }
 
 function searchDepartments(all, text) {
@@ -196,6 +205,7 @@ export async function bookPanel(root, state) {
     const until = expires ? fmtTime(expires.valueInstant) : '';
     const box = el('div', {class: 'card', role: 'status', tabindex: '-1'},
       el('p', {}, t('book.held', {time: `${fmtDate(appt.start, {weekday: true})} ${fmtTime(appt.start)}`, until})),
+      cutoffLine(appt),
       el('div', {class: 'row'}, confirm, release));
     render(holdBox, box);
     box.focus();

@@ -2,7 +2,7 @@
 // free slots ($find), and display names of referenced resources (cached per page load).
 
 import {fhir} from '../common/smart.js';
-import {entries, humanName, isoDay} from '../common/ui.js';
+import {entries, fmtDateTime, humanName, isoDay} from '../common/ui.js';
 
 export const DEPARTMENT_SYSTEM = 'https://ehr.example.cn/fhir/CodeSystem/department';
 export const HEALTH_CARD_SYSTEM = 'https://ehr.example.cn/fhir/sid/health-card';
@@ -132,6 +132,20 @@ export function parameters(values) {
 }
 
 export const reference = (type, id) => ({valueReference: {reference: `${type}/${id}`}});
+
+/**
+ * Until when the patient may cancel or move a booking online (the server stamps it from the
+ * hospital's policy; the server decides all the same): {key, when} for t(), or null.
+ * `cutoff.until` while it is open; once closed, `cutoff.within` before it is booked (a hold),
+ * `cutoff.passed` after.
+ */
+export function cutoffNote(appt) {
+  const before = subExt(appt, BOOKING_EXT, 'cancelBefore');
+  if (!before) return null;
+  const when = fmtDateTime(before);
+  if (Date.now() < Date.parse(before)) return {key: 'cutoff.until', when};
+  return {key: appt.status === 'booked' ? 'cutoff.passed' : 'cutoff.within', when};
+}
 
 /** The Appointment's display facts: department, doctor, place, number, session. */
 export async function describeAppointment(appt) {

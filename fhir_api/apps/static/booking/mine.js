@@ -4,8 +4,8 @@
 import {fhir} from '../common/smart.js';
 import {t} from '../common/i18n.js';
 import {alertMessage, announce, el, entries, fmtDate, fmtTime, render, showError} from '../common/ui.js';
-import {describeAppointment, parameters, reference, refId} from './data.js';
-import {slotPicker} from './book.js';
+import {cutoffNote, describeAppointment, parameters, reference, refId} from './data.js';
+import {cutoffLine, slotPicker} from './book.js';
 
 const ACTIVE = new Set(['booked', 'pending', 'arrived', 'checked-in', 'waitlist', 'proposed']);
 const BADGE = {booked: 'ok', pending: 'warn', waitlist: 'warn', cancelled: 'danger', noshow: 'danger'};
@@ -22,8 +22,12 @@ async function item(appt, state, reload) {
   const li = el('li', {class: 'appointment', dataset: {id: appt.id, status: appt.status}});
   const extra = el('div');
   const actions = el('div', {class: 'row'});
-  const upcoming = ACTIVE.has(appt.status) && appt.status !== 'waitlist';
-  if (ACTIVE.has(appt.status)) {
+  // past the hospital's online cut-off a booking is neither cancelled nor moved here (the
+  // server would refuse: the hospital's counter does it)
+  const ahead = !appt.end || Date.parse(appt.end) >= Date.now();
+  const closed = appt.status === 'booked' && (cutoffNote(appt) || {}).key === 'cutoff.passed';
+  const upcoming = ACTIVE.has(appt.status) && appt.status !== 'waitlist' && !closed;
+  if (ACTIVE.has(appt.status) && !closed) {
     const cancel = el('button', {type: 'button', class: 'danger'}, t('mine.cancel'));
     cancel.addEventListener('click', () => {
       const yes = el('button', {type: 'button', class: 'danger primary'}, t('mine.cancel'));
@@ -84,6 +88,7 @@ async function item(appt, state, reload) {
     el('div', {}, [d.dept, d.doctor, d.type].filter(Boolean).join(' · ')),
     d.number && appt.status !== 'waitlist' ? el('div', {}, t('book.queue_number', {number: d.number})) : null,
     d.place ? el('div', {class: 'muted small'}, d.place) : null,
+    appt.status === 'booked' && ahead ? cutoffLine(appt) : null,
     actions,
     extra);
   return li;
