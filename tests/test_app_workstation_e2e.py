@@ -20,7 +20,7 @@ import pytest
 from e2e_support import DESKTOP, E2E, PHONE, sign_in
 
 from appointments import Availability, Session, availability_extension
-from appointments.codes import AVAILABILITY_EXT
+from appointments.codes import AVAILABILITY_EXT, SLOT_SESSION_EXT
 from appointments.fhirdata import CST
 from ehr.cards.issuing import issue_card
 from ehr.cards.verify import KIND_SUN
@@ -235,10 +235,11 @@ def _checked_in_today(e2e: E2E, token: str, role: str, org: str, patient: str) -
     schedules = _bundle(e2e, token, f"Schedule?actor={role}&active=true")
     assert schedules, "the demo doctor has no Schedule"
     sched = schedules[0]
-    every_day = Availability(
+    week = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    every_day = Availability(  # (1-minute slots in the last hour: a slot left until 23:57)
         org.split("/", 1)[1],
-        (Session("day", ("mon", "tue", "wed", "thu", "fri", "sat", "sun"), time(0, 0),
-                 time(23, 59), slot_minutes=5),),
+        (Session("day", week, time(0, 0), time(23, 0), slot_minutes=5),
+         Session("eve", week, time(23, 0), time(23, 59), slot_minutes=1)),
     )  # fmt: skip
     sched["extension"] = [
         x for x in sched.get("extension", []) if x.get("url") != AVAILABILITY_EXT
@@ -265,7 +266,8 @@ def _checked_in_today(e2e: E2E, token: str, role: str, org: str, patient: str) -
     checked = e2e.api("POST", f"Appointment/{booked.json()['id']}/$checkin", token,
                       json=_params(channel="counter"))  # fmt: skip
     assert checked.status_code == 200, checked.text
-    return {"schedule": sched["id"], "appointment": booked.json()["id"]}
+    session = next(x["valueCode"] for x in later[0]["extension"] if x["url"] == SLOT_SESSION_EXT)
+    return {"schedule": sched["id"], "session": session, "appointment": booked.json()["id"]}
 
 
 def test_workstation_call_next_write_note_and_finish(e2e: E2E) -> None:
@@ -290,12 +292,14 @@ def _call_next_write_note_and_finish(e2e: E2E) -> None:
     page = e2e.page(DESKTOP)
     page.goto(e2e.url("/app/workstation/"))
     sign_in(page, "demo.doctor")
-    session = page.locator(f".clinic-session[data-schedule='{visit['schedule']}']")
+    session = page.locator(f".clinic-session[data-schedule='{visit['schedule']}']"
+                           f"[data-session='{visit['session']}']")  # fmt: skip
     session.wait_for()
     assert "候诊 1 人" in session.inner_text()
     e2e.shot(page, "clinic")
 
-    call = session.get_by_role("button", name="全天门诊：叫下一位患者")
+    label = {"day": "全天", "eve": "晚间"}[visit["session"]]
+    call = session.get_by_role("button", name=f"{label}门诊：叫下一位患者")
     call.focus()
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(rf"#/patient/{re.escape(patient['id'])}\?encounter="))
