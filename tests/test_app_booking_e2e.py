@@ -5,6 +5,7 @@ is cross-checked through the FHIR API. Helpers: tests/e2e_support.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,8 @@ from e2e_support import E2E, sign_in
 from playwright.sync_api import expect
 from test_auth_support import FAST_PASSWORDS
 
+from appointments.fhirdata import Reader
+from appointments.policy import load_policy, save_policy
 from fhir_api.apps.demo_accounts import ensure_demo_accounts
 from fhir_api.auth import AuthSettings
 from fhir_api.auth.config import account_store
@@ -31,6 +34,26 @@ def _appointments(e2e: E2E, token: str, patient: str) -> list[dict]:
     r = e2e.api("GET", f"Appointment?patient={patient}&_count=100", token)
     assert r.status_code == 200, r.text
     return [x["resource"] for x in r.json().get("entry", [])]
+
+
+def _facts(appt: dict, name: str) -> list[Any]:
+    """The values of the booking facts ``name`` of an Appointment (its sub-extensions)."""
+    return [
+        v
+        for e in appt.get("extension", [])
+        for x in e.get("extension", [])
+        if x["url"] == name
+        for k, v in x.items()
+        if k.startswith("value")
+    ]
+
+
+def _set_cut_off(e2e: E2E, appt: dict, hours: float) -> None:
+    """The hospital of ``appt`` now stops online cancellations ``hours`` before a visit."""
+    org = _facts(appt, "organization")[0]["reference"].split("/")[1]
+    with Reader.open(e2e.store) as reader:
+        policy = load_policy(reader, org)
+    save_policy(e2e.store, org, dataclasses.replace(policy, cancel_cutoff_hours=hours))
 
 
 def pick_later_day(page: Any, nth: int = 1) -> None:
@@ -93,12 +116,7 @@ def test_citizen_books_lists_cancels_and_sees_the_access_log(e2e: E2E) -> None:
     booked = _appointments(e2e, service, patient)
     assert [a["status"] for a in booked] == ["booked"]
     appt = booked[0]
-    number = next(
-        x["valueInteger"]
-        for e in appt["extension"]
-        for x in e.get("extension", [])
-        if x["url"] == "slotNumber"
-    )
+    (number,) = _facts(appt, "slotNumber")
     expect(confirmation).to_contain_text(f"第 {number} 号")
     expect(confirmation).to_contain_text("前在线取消或改约")  # (the hospital's cut-off)
     assert f"第{number}号" in slot_label
@@ -242,12 +260,7 @@ def test_a_parent_books_for_their_child(e2e: E2E) -> None:
 
     booked = _appointments(e2e, service, f"Patient/{child}")
     assert [a["status"] for a in booked] == ["booked"]
-    booked_by = [
-        x["valueReference"]["reference"]
-        for e in booked[0]["extension"]
-        for x in e.get("extension", [])
-        if x["url"] == "bookedBy"
-    ]
+    booked_by = [v["reference"] for v in _facts(booked[0], "bookedBy")]
     assert booked_by == [parent.fhir_user]  # the parent booked, for the child
     assert _appointments(e2e, service, parent.fhir_user) == []
 
@@ -293,11 +306,6 @@ def test_reschedule_moves_the_booking(e2e: E2E) -> None:
 
 
 def test_a_cancellation_past_the_cut_off_is_refused_with_the_servers_reason(e2e: E2E) -> None:
-    import dataclasses
-
-    from appointments.fhirdata import Reader
-    from appointments.policy import load_policy, save_policy
-
     patient = e2e.account("demo.citizen").fhir_user
     service = e2e.service_token()
     page = e2e.page()
@@ -307,15 +315,7 @@ def test_a_cancellation_past_the_cut_off_is_refused_with_the_servers_reason(e2e:
     (appt,) = _appointments(e2e, service, patient)
 
     # the hospital now stops cancellations 1000 hours ahead: this booking is past its cut-off
-    org = next(
-        x["valueReference"]["reference"].split("/")[1]
-        for e in appt["extension"]
-        for x in e.get("extension", [])
-        if x["url"] == "organization"
-    )
-    with Reader.open(e2e.store) as reader:
-        policy = load_policy(reader, org)
-    save_policy(e2e.store, org, dataclasses.replace(policy, cancel_cutoff_hours=1000.0))
+    _set_cut_off(e2e, appt, 1000.0)
     citizen = e2e.user_token("demo.citizen", "patient/*.rs patient/Appointment.cru",
                              patient=patient.split("/")[1])  # fmt: skip
     refused = e2e.api(
@@ -341,11 +341,6 @@ def test_a_cancellation_past_the_cut_off_is_refused_with_the_servers_reason(e2e:
 
 
 def test_a_booking_within_the_cut_off_says_so_and_offers_no_online_cancel(e2e: E2E) -> None:
-    import dataclasses
-
-    from appointments.fhirdata import Reader
-    from appointments.policy import load_policy, save_policy
-
     patient = e2e.account("demo.citizen").fhir_user
     service = e2e.service_token()
     page = e2e.page()
@@ -353,12 +348,6 @@ def test_a_booking_within_the_cut_off_says_so_and_offers_no_online_cancel(e2e: E
     sign_in(page, "demo.citizen")
     book_first_slot(page, "眼")  # (to learn the hospital; then given up, while it may be)
     (first,) = _appointments(e2e, service, patient)
-    org = next(
-        x["valueReference"]["reference"].split("/")[1]
-        for e in first["extension"]
-        for x in e.get("extension", [])
-        if x["url"] == "organization"
-    )
     page.get_by_role("tab", name="我的预约").click()
     item = page.locator(f"#upcoming li[data-id='{first['id']}']")
     expect(item).to_contain_text("前在线取消或改约")
@@ -367,9 +356,7 @@ def test_a_booking_within_the_cut_off_says_so_and_offers_no_online_cancel(e2e: E
     expect(page.locator("#app-status")).to_contain_text("预约已取消")
 
     # the hospital now stops online cancellations 1000 hours ahead: every slot is within it
-    with Reader.open(e2e.store) as reader:
-        policy = load_policy(reader, org)
-    save_policy(e2e.store, org, dataclasses.replace(policy, cancel_cutoff_hours=1000.0))
+    _set_cut_off(e2e, first, 1000.0)
     page.get_by_role("tab", name="预约", exact=True).click()
     page.get_by_label("按症状或科室搜索").fill("眼")
     page.get_by_role("button", name="搜索").click()
