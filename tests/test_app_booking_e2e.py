@@ -56,6 +56,20 @@ def _set_cut_off(e2e: E2E, appt: dict, hours: float) -> None:
     save_policy(e2e.store, org, dataclasses.replace(policy, cancel_cutoff_hours=hours))
 
 
+def _citizen_booked(e2e: E2E, query: str) -> tuple[Any, str, str, dict]:
+    """The demo citizen signed in on a phone, with the first slot :func:`book_first_slot`
+    finds for ``query`` booked: (the page, a service token, the citizen's Patient reference,
+    the Appointment)."""
+    patient = e2e.account("demo.citizen").fhir_user
+    service = e2e.service_token()
+    page = e2e.page()
+    page.goto(e2e.url(BOOKING))
+    sign_in(page, "demo.citizen")
+    book_first_slot(page, query)
+    (appt,) = _appointments(e2e, service, patient)
+    return page, service, patient, appt
+
+
 def pick_later_day(page: Any, nth: int = 1) -> None:
     """Show the slots of the ``nth`` day offered (0 is the first). From the second day on a slot
     is always a day or more ahead, so past no cancellation cut-off whatever the hour the suite
@@ -279,13 +293,7 @@ def test_a_parent_books_for_their_child(e2e: E2E) -> None:
 
 
 def test_reschedule_moves_the_booking(e2e: E2E) -> None:
-    patient = e2e.account("demo.citizen").fhir_user
-    service = e2e.service_token()
-    page = e2e.page()
-    page.goto(e2e.url(BOOKING))
-    sign_in(page, "demo.citizen")
-    book_first_slot(page, "牙痛")
-    (before,) = _appointments(e2e, service, patient)
+    page, service, patient, before = _citizen_booked(e2e, "牙痛")
 
     page.get_by_role("tab", name="我的预约").click()
     item = page.locator(f"#upcoming li[data-id='{before['id']}']")
@@ -306,13 +314,7 @@ def test_reschedule_moves_the_booking(e2e: E2E) -> None:
 
 
 def test_a_cancellation_past_the_cut_off_is_refused_with_the_servers_reason(e2e: E2E) -> None:
-    patient = e2e.account("demo.citizen").fhir_user
-    service = e2e.service_token()
-    page = e2e.page()
-    page.goto(e2e.url(BOOKING))
-    sign_in(page, "demo.citizen")
-    book_first_slot(page, "眼")
-    (appt,) = _appointments(e2e, service, patient)
+    page, service, patient, appt = _citizen_booked(e2e, "眼")
 
     # the hospital now stops cancellations 1000 hours ahead: this booking is past its cut-off
     _set_cut_off(e2e, appt, 1000.0)
@@ -341,13 +343,9 @@ def test_a_cancellation_past_the_cut_off_is_refused_with_the_servers_reason(e2e:
 
 
 def test_a_booking_within_the_cut_off_says_so_and_offers_no_online_cancel(e2e: E2E) -> None:
-    patient = e2e.account("demo.citizen").fhir_user
-    service = e2e.service_token()
-    page = e2e.page()
-    page.goto(e2e.url(BOOKING))
-    sign_in(page, "demo.citizen")
-    book_first_slot(page, "眼")  # (to learn the hospital; then given up, while it may be)
-    (first,) = _appointments(e2e, service, patient)
+    page, service, patient, first = _citizen_booked(
+        e2e, "眼"
+    )  # (to learn the hospital; then given up, while it may be)
     page.get_by_role("tab", name="我的预约").click()
     item = page.locator(f"#upcoming li[data-id='{first['id']}']")
     expect(item).to_contain_text("前在线取消或改约")
