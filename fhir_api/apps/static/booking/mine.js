@@ -14,7 +14,8 @@ function statusBadge(status) {
   return el('span', {class: `badge ${BADGE[status] || ''}`, dataset: {status}}, t(`status.${status}`));
 }
 
-async function item(appt, state, reload) {
+// `ahead`: it is in the upcoming list (not over yet)
+async function item(appt, state, reload, ahead) {
   const d = await describeAppointment(appt);
   const when = appt.start
     ? `${fmtDate(appt.start, {weekday: true})} ${fmtTime(appt.start)}`
@@ -24,7 +25,6 @@ async function item(appt, state, reload) {
   const actions = el('div', {class: 'row'});
   // past the hospital's online cut-off a booking is neither cancelled nor moved here (the
   // server would refuse: the hospital's counter does it)
-  const ahead = !appt.end || Date.parse(appt.end) >= Date.now();
   const closed = appt.status === 'booked' && (cutoffNote(appt) || {}).key === 'cutoff.passed';
   const upcoming = ACTIVE.has(appt.status) && appt.status !== 'waitlist' && !closed;
   if (ACTIVE.has(appt.status) && !closed) {
@@ -105,9 +105,9 @@ export async function minePanel(root, state) {
   const upcoming = all.filter(isUpcoming).sort((a, b) => key(a).localeCompare(key(b)));
   const past = all.filter((a) => !isUpcoming(a)).sort((a, b) => key(b).localeCompare(key(a)));
   const list = el('ul', {class: 'list', id: 'upcoming'});
-  for (const a of upcoming) list.append(await item(a, state, reload));
+  for (const a of upcoming) list.append(await item(a, state, reload, true));
   const pastList = el('ul', {class: 'list', id: 'past'});
-  for (const a of past.slice(0, 30)) pastList.append(await item(a, state, reload));
+  for (const a of past.slice(0, 30)) pastList.append(await item(a, state, reload, false));
   render(root,
     el('h2', {}, t('mine.heading')),
     upcoming.length ? list : el('p', {class: 'muted'}, t('mine.none')),
