@@ -93,11 +93,16 @@ def cmd_audit_ship(args: argparse.Namespace) -> int:
     search_parameters(), patient_compartment()  # (loaded now: they live as long as it)
     # niced, the shipper takes a small share of contended cores (at 16 connections the reads
     # per second rose, and the shipper kept up); a request woken on a core it holds can still
-    # wait for it, up to a scheduler tick (bench/RESULTS.md, sessions 7 and 9)
+    # wait for it, up to a scheduler tick (bench/RESULTS.md, sessions 7 and 9): so it also
+    # yields the core every few records it handles (ehr.security.scheduling)
     with contextlib.suppress(OSError):
         os.nice(config.audit_shipper_nice)
     run_shipper(
-        trail, spool_dir(store, config, settings), parent=args.parent, settle=settle_collector
+        trail,
+        spool_dir(store, config, settings),
+        parent=args.parent,
+        settle=settle_collector,
+        yield_every=config.audit_shipper_yield,
     )
     return 0
 

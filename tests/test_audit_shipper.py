@@ -21,6 +21,7 @@ from test_security_support import build_world, secure_app, tokens
 
 from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
 from ehr.security.audit import chain_events
+from ehr.security.scheduling import paced
 from ehr.security.shipper import SEGMENTS, Shipper, offset_name
 from ehr.security.tables import audit_state
 from ehr.store import Store
@@ -51,7 +52,7 @@ def test_workers_only_spool_and_the_shipper_chains_every_record_once(
 ) -> None:
     spool = tmp_path / "spool"
     w1, w2 = worker(store, spool), worker(store, spool)
-    shipper = Shipper(AuditTrail(store), spool)
+    shipper = Shipper(AuditTrail(store, flush_interval=3600), spool)
     sent: list[AuditRecord] = []
     for i in range(300):
         r = rec(i)
@@ -130,6 +131,57 @@ def test_two_shippers_never_append_a_record_twice(store: Store, tmp_path: Path) 
     w.close()
     a.close()
     b.close()
+
+
+def _count_yields(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+
+    def count() -> None:
+        calls[0] += 1
+
+    monkeypatch.setattr(os, "sched_yield", count)
+    return calls
+
+
+def test_paced_yields_after_every_so_many_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_yields(monkeypatch)
+    assert list(paced(range(10), 3)) == list(range(10))
+    assert calls == [3]
+    assert list(paced("abc", 0)) == ["a", "b", "c"] and calls == [3]  # 0: never
+
+
+def test_the_shipper_yields_its_core_while_it_keeps_up_and_not_when_behind(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request woken on the shipper's core runs when the shipper yields it, every few
+    records it reads, resolves and chains; behind (more than a batch read and not shipped), it
+    does not yield, so that it catches up."""
+    spool = tmp_path / "spool"
+    w = worker(store, spool)
+    calls = _count_yields(monkeypatch)
+    keeping_up = Shipper(AuditTrail(store), spool, yield_every=4)
+    for i in range(40):
+        w.record(rec(i))
+    assert keeping_up.cycle(force=True) == 40
+    # 40 lines read, 40 records chained: a yield after every 4 of each
+    assert calls[0] >= 10 + 10
+    # another shipper read 40 records and could not ship them: 4 batches behind
+    behind = Shipper(AuditTrail(store, batch_size=10), spool, yield_every=4)
+    for i in range(40, 80):
+        w.record(rec(i))
+    ship = behind._commit
+    behind._commit = _unreachable  # type: ignore[method-assign]
+    with pytest.raises(OperationalError):
+        behind.cycle(force=True)
+    behind._commit = ship  # type: ignore[method-assign]
+    calls[0] = 0
+    assert behind.cycle(force=True) == 40
+    assert calls[0] <= 10 // 4  # the last batch only
+    ids = chain_ids(store)
+    assert len(ids) == len(set(ids)) == 80 and verify_audit_chain(store).ok
+    w.close()
+    keeping_up.close()
+    behind.close()
 
 
 def test_full_segments_are_sealed_shipped_and_deleted(store: Store, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ How a record travels:
    starts, appends it to the local spool (:mod:`ehr.security.spool`) and queues it: a few
    microseconds on the request path;
 2. the writer thread (:class:`AuditTrail`) fsyncs the spool every ``fsync_interval`` (50 ms)
-   and takes the queue every ``flush_interval`` (1 s, or when ``batch_size`` records wait),
+   and takes the queue every ``flush_interval`` (0.25 s, or when ``batch_size`` records wait),
    finds the patients of the resources read (two indexed queries per batch and type),
    and appends the batch to ``audit_chain`` as one row, a *block*, in one transaction: the
    block holds each record's canonical JSON line (the patients found included) and
@@ -82,6 +82,7 @@ from ehr.storage.db import is_postgres
 from ehr.storage.tables import resources
 from ehr.store import Store, WriteContext
 
+from .scheduling import paced
 from .spool import SEGMENT_BYTES, SEGMENTS, Spool, orphans, read_segment
 from .tables import GENESIS, audit_chain, audit_state
 from .visibility import stored_patients
@@ -561,10 +562,14 @@ def _chain_append(
     conn: Connection,
     entries: Sequence[Entry],
     owners: dict[tuple[str, str], tuple[str, ...]] | None = None,
+    *,
+    yield_every: int = 0,
 ) -> ChainRow:
     """Append ``entries`` (at least one) to the chain as one block, in ``conn``'s transaction,
     holding the head row's lock until it ends (one appender at a time, across processes);
-    ``owners``: the patients found for the entries to resolve. Returns the row appended."""
+    ``owners``: the patients found for the entries to resolve; ``yield_every``: hand the core
+    over after every so many (:func:`~ehr.security.scheduling.paced`). Returns the row
+    appended."""
     head_q = (
         select(audit_state.c.seq, audit_state.c.hash)
         .where(audit_state.c.name == "head")
@@ -578,7 +583,7 @@ def _chain_append(
     if len(fills) > 50_000:
         fills.clear()
     lines = []
-    for line, key, _, _ in entries:
+    for line, key, _, _ in paced(entries, yield_every):
         if key is not None and owners:
             pats = owners.get(key)
             if pats:
@@ -676,7 +681,7 @@ class AuditTrail:
         store: Store,
         *,
         spool_dir: Path | None = None,
-        flush_interval: float = 1.0,
+        flush_interval: float = 0.25,
         fsync_interval: float = 0.05,
         batch_size: int = 5000,
         max_queue: int = 200_000,
@@ -723,7 +728,7 @@ class AuditTrail:
         self._owners: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
         self.owner_ttl = 30.0
         #: quiet time after which the server counts as idle (materialization may run)
-        self.idle_after = max(0.5, 2 * flush_interval)
+        self.idle_after = max(0.5, 8 * flush_interval)
         if spool_dir is not None and not self.shipped:
             self.replay()
 
@@ -887,21 +892,21 @@ class AuditTrail:
             return done
 
     def _patients(
-        self, conn: Connection, keys: set[tuple[str, str]]
+        self, conn: Connection, keys: set[tuple[str, str]], *, yield_every: int = 0
     ) -> dict[tuple[str, str], tuple[str, ...]]:
         """The patients of the resources the records touched. Resolved within a second of the
         access; a recently resolved resource comes from a small cache (:attr:`owner_ttl`), as
-        resources rarely change patient."""
+        resources rarely change patient. ``yield_every``: as :func:`_chain_append`'s."""
         now = time.monotonic()
         cache = self._owners
-        missing = [k for k in keys if k not in cache or cache[k][0] < now]
+        missing = [k for k in paced(keys, yield_every) if k not in cache or cache[k][0] < now]
         if missing:
             found = stored_patients(conn, missing)
             if len(cache) + len(found) > 50_000:
                 cache.clear()
-            for k, pats in found.items():
+            for k, pats in paced(found.items(), yield_every):
                 cache[k] = (now + self.owner_ttl, tuple(sorted(pats)))
-        return {k: cache[k][1] for k in keys}
+        return {k: cache[k][1] for k in paced(keys, yield_every)}
 
     def _append(self, entries: Sequence[Entry], *, skip_known: bool = False) -> None:
         """Append queued entries to the chain in one transaction (see the module docstring);

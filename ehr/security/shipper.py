@@ -19,7 +19,7 @@ How (one :meth:`Shipper.cycle`, every ``fsync_interval``, 50 ms):
    records, is kept here. This looks only for where the written bytes end (the first NUL): a
    cycle between shipments costs a few system calls;
 3. when a batch's worth of bytes waits (``batch_size`` records of ``RECORD_BYTES``), or the
-   oldest has waited ``flush_interval`` (1 s), or on demand, the records are read (a sealed
+   oldest has waited ``flush_interval`` (0.25 s), or on demand, the records are read (a sealed
    segment to its end, a live one up to its last complete line: a line is complete once its
    newline is there, and the spool stores the newline after the line) and appended to the
    chain in time order, in one transaction per batch that also moves each segment's *offset*
@@ -77,6 +77,7 @@ from .audit import (
     _name_os_thread,
     _not_chained,
 )
+from .scheduling import paced
 from .spool import SEGMENTS
 from .tables import audit_state
 
@@ -175,8 +176,9 @@ class Shipper:
     """Ships the spool folder ``directory`` into ``trail``'s chain (see the module docstring).
     ``trail`` gives the store, the batch size, the owner cache and materialization."""
 
-    def __init__(self, trail: AuditTrail, directory: Path) -> None:
+    def __init__(self, trail: AuditTrail, directory: Path, *, yield_every: int = 0) -> None:
         self.trail = trail
+        self.yield_every = yield_every
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self._segments: dict[Path, _Segment] = {}
@@ -188,6 +190,12 @@ class Shipper:
         self.shipped = 0
         #: when a record was last read (idle detection for materialization)
         self.last_record = 0.0
+
+    def _yield_every(self) -> int:
+        """How many records the shipper handles between yields of its core (0: none): while it
+        keeps up (no more than a batch read and not shipped). Behind, it does not yield, so that
+        its share of contended cores stays what its niceness gives."""
+        return self.yield_every if self.backlog <= self.trail.batch_size else 0
 
     # -- reading -------------------------------------------------------------------------------
     def _scan(self) -> list[_Segment]:
@@ -228,7 +236,7 @@ class Shipper:
                 return False
             end = pos
             pending, last = seg.pending, seg.last
-            for line in chunk.split(b"\n")[:-1]:
+            for line in paced(chunk.split(b"\n")[:-1], self._yield_every()):
                 end += len(line) + 1
                 if not line.strip():
                     continue
@@ -400,8 +408,9 @@ class Shipper:
                     if entries:
                         keys = set(map(_KEY, entries))
                         keys.discard(None)
-                        owners = self.trail._patients(conn, keys)  # type: ignore[arg-type]
-                        _chain_append(conn, entries, owners)
+                        every = self._yield_every()
+                        owners = self.trail._patients(conn, keys, yield_every=every)  # type: ignore[arg-type]
+                        _chain_append(conn, entries, owners, yield_every=every)
                     _set_offsets(conn, offsets)
                 return
             except IntegrityError:
@@ -458,6 +467,7 @@ def run_shipper(
     *,
     parent: int | None = None,
     settle: Callable[[], None] = gc.freeze,
+    yield_every: int = 0,
 ) -> int:
     """Ship ``directory`` until SIGTERM/SIGINT (or until the process ``parent`` is gone), then
     ship what is left; materialize AuditEvents as ``trail`` says. Returns records shipped.
@@ -465,7 +475,7 @@ def run_shipper(
     (``ehr audit ship``: the server's :func:`fhir_api.app.settle_collector`)."""
     _name_os_thread(WRITER_THREAD)
     trail.replay(directory)  # segments of crashed workers that wrote from their own thread
-    shipper = Shipper(trail, directory)
+    shipper = Shipper(trail, directory, yield_every=yield_every)
     # what is there now (the modules, the store: ~340,000 objects) lives as long as the
     # process: out of the garbage collector's sight, whose full passes otherwise walked it all
     # every few seconds as the batches came and went (measured: ~4 µs a record shipped)

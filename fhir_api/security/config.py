@@ -8,7 +8,8 @@ EHR_AUTH_DISABLED                  ``1``: no token needed, everything allowed (l
 EHR_SECURITY_AUDIT                 write the audit trail                                     1
 EHR_SECURITY_SPOOL_DIR             the audit spool (crash safety); per database a subfolder  {data}/audit-spool
 EHR_SECURITY_AUDIT_SPOOL           ``0``: no spool (a crash loses the queued records)        1
-EHR_SECURITY_AUDIT_FLUSH_MS        how often queued audit records go to the database         1000
+EHR_SECURITY_AUDIT_FLUSH_MS        how often queued audit records go to the database (short   250
+                                   batches at light load: reads wait less behind them)
 EHR_SECURITY_AUDIT_FSYNC_MS        how often the audit spool is made durable (fsync)          50
 EHR_SECURITY_AUDIT_BATCH           most records per audit transaction (a chain block)        5000
 EHR_SECURITY_AUDIT_MAX_QUEUE       records waiting before requests are refused (503)         200000
@@ -21,6 +22,9 @@ EHR_SECURITY_AUDIT_SHIPPER         ``process``: the workers only spool their aud
 EHR_SECURITY_AUDIT_SHIPPER_NICE    the shipper process's niceness (it yields the cores to    10
                                    the workers; at full load it still gets ~5 % of them,
                                    more than it needs)
+EHR_SECURITY_AUDIT_SHIPPER_YIELD   records the shipper handles between yields of its core     16
+                                   (``sched_yield``: a request waiting for the core runs;
+                                   0: never), while it keeps up
 EHR_SECURITY_TOKEN_CACHE           verified tokens kept (signature checked once per token)   10000
 EHR_SECURITY_REVOCATION_TTL_S      how long a "not revoked" answer is trusted                5
 EHR_SECURITY_SITE                  ``AuditEvent.source.site``                                ehr-exchange
@@ -47,7 +51,7 @@ class SecuritySettings(BaseSettings):
     audit: bool = True
     spool_dir: Path | None = None
     audit_spool: bool = True
-    audit_flush_ms: int = 1000
+    audit_flush_ms: int = 250
     audit_fsync_ms: int = 50
     audit_batch: int = 5000
     audit_max_queue: int = 200_000
@@ -55,6 +59,7 @@ class SecuritySettings(BaseSettings):
     audit_max_lag: int = 50_000
     audit_shipper: str = "thread"
     audit_shipper_nice: int = 10
+    audit_shipper_yield: int = 16
     token_cache: int = 10_000
     revocation_ttl_s: float = 5.0
     site: str = "ehr-exchange"
