@@ -98,11 +98,7 @@ def cmd_audit_ship(args: argparse.Namespace) -> int:
     with contextlib.suppress(OSError):
         os.nice(config.audit_shipper_nice)
     run_shipper(
-        trail,
-        spool_dir(store, config, settings),
-        parent=args.parent,
-        settle=settle_collector,
-        yield_every=config.audit_shipper_yield,
+        trail, spool_dir(store, config, settings), parent=args.parent, settle=settle_collector
     )
     return 0
 

@@ -154,19 +154,22 @@ def test_the_shipper_yields_its_core_while_it_keeps_up_and_not_when_behind(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A request woken on the shipper's core runs when the shipper yields it, every few
-    records it reads, resolves and chains; behind (more than a batch read and not shipped), it
+    records it reads, resolves, chains and stores as AuditEvents; behind (more than a batch read and not shipped), it
     does not yield, so that it catches up."""
     spool = tmp_path / "spool"
     w = worker(store, spool)
     calls = _count_yields(monkeypatch)
-    keeping_up = Shipper(AuditTrail(store), spool, yield_every=4)
+    keeping_up = Shipper(AuditTrail(store, yield_every=4), spool)
     for i in range(40):
         w.record(rec(i))
     assert keeping_up.cycle(force=True) == 40
     # 40 lines read, 40 records chained: a yield after every 4 of each
     assert calls[0] >= 10 + 10
+    calls[0] = 0
+    assert keeping_up.trail.materialize() == 40  # and every 4 AuditEvents it stores
+    assert calls[0] >= 10
     # another shipper read 40 records and could not ship them: 4 batches behind
-    behind = Shipper(AuditTrail(store, batch_size=10), spool, yield_every=4)
+    behind = Shipper(AuditTrail(store, batch_size=10, yield_every=4), spool)
     for i in range(40, 80):
         w.record(rec(i))
     ship = behind._commit

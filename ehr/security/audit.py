@@ -606,11 +606,14 @@ def _chain_append(
     return row
 
 
-def _store_events(ctx: WriteContext, store: Store, lines: Iterable[bytes], site: str) -> None:
-    """Store chain records (their JSON lines) as AuditEvent resources (in ``ctx``)."""
+def _store_events(
+    ctx: WriteContext, store: Store, lines: Iterable[bytes], site: str, *, yield_every: int = 0
+) -> None:
+    """Store chain records (their JSON lines) as AuditEvent resources (in ``ctx``);
+    ``yield_every``: as :func:`_chain_append`'s."""
     fast = _standard_auditevent_params(store)
     ts = now_us()
-    for line in lines:
+    for line in paced(lines, yield_every):
         ts = max(ts + 1, now_us())
         rec = AuditRecord.from_line(line)
         body = stamp(event_of(rec, site=site), rec.id, 1, ts)
@@ -689,6 +692,7 @@ class AuditTrail:
         max_lag: int = 50_000,
         site: str = "ehr-exchange",
         shipper: str = "thread",
+        yield_every: int = 0,
     ) -> None:
         if materialize not in ("idle", "eager", "never"):
             raise ValueError("materialize is idle | eager | never")
@@ -707,6 +711,9 @@ class AuditTrail:
         self.materialize_mode = materialize
         self.max_lag = max_lag
         self.site = site
+        #: the shipper process's: records handled between yields of its core, while shipping
+        #: and materializing (:func:`~ehr.security.scheduling.paced`; 0: never)
+        self.yield_every = yield_every
         self._queue: deque[Entry] = deque()
         self._lock = threading.Lock()  # queue + spool appends
         self._flush_lock = threading.Lock()  # one flush at a time
@@ -971,7 +978,7 @@ class AuditTrail:
                     if block is None:
                         break
                     lines = block_lines(block.record)
-                    _store_events(ctx, self.store, lines, self.site)
+                    _store_events(ctx, self.store, lines, self.site, yield_every=self.yield_every)
                     done, last = done + len(lines), int(block.seq)
                 if not done:
                     return 0

@@ -176,9 +176,8 @@ class Shipper:
     """Ships the spool folder ``directory`` into ``trail``'s chain (see the module docstring).
     ``trail`` gives the store, the batch size, the owner cache and materialization."""
 
-    def __init__(self, trail: AuditTrail, directory: Path, *, yield_every: int = 0) -> None:
+    def __init__(self, trail: AuditTrail, directory: Path) -> None:
         self.trail = trail
-        self.yield_every = yield_every
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self._segments: dict[Path, _Segment] = {}
@@ -195,7 +194,7 @@ class Shipper:
         """How many records the shipper handles between yields of its core (0: none): while it
         keeps up (no more than a batch read and not shipped). Behind, it does not yield, so that
         its share of contended cores stays what its niceness gives."""
-        return self.yield_every if self.backlog <= self.trail.batch_size else 0
+        return self.trail.yield_every if self.backlog <= self.trail.batch_size else 0
 
     # -- reading -------------------------------------------------------------------------------
     def _scan(self) -> list[_Segment]:
@@ -467,7 +466,6 @@ def run_shipper(
     *,
     parent: int | None = None,
     settle: Callable[[], None] = gc.freeze,
-    yield_every: int = 0,
 ) -> int:
     """Ship ``directory`` until SIGTERM/SIGINT (or until the process ``parent`` is gone), then
     ship what is left; materialize AuditEvents as ``trail`` says. Returns records shipped.
@@ -475,7 +473,7 @@ def run_shipper(
     (``ehr audit ship``: the server's :func:`fhir_api.app.settle_collector`)."""
     _name_os_thread(WRITER_THREAD)
     trail.replay(directory)  # segments of crashed workers that wrote from their own thread
-    shipper = Shipper(trail, directory, yield_every=yield_every)
+    shipper = Shipper(trail, directory)
     # what is there now (the modules, the store: ~340,000 objects) lives as long as the
     # process: out of the garbage collector's sight, whose full passes otherwise walked it all
     # every few seconds as the batches came and went (measured: ~4 µs a record shipped)

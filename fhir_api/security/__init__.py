@@ -134,6 +134,7 @@ def audit_trail(
         max_lag=config.audit_max_lag,
         site=config.site,
         shipper="process" if config.shipped and not shipper else "thread",
+        yield_every=config.audit_shipper_yield if shipper else 0,
     )
 
 
