@@ -37,14 +37,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def fresh_pg_database(name: str) -> str:
-    """A new, empty PostgreSQL database ``name`` (dropped first if it exists).
-    ``EHR_BENCH_DB_SUFFIX`` is appended to the name, so benches run side by side don't share one."""
+def fresh_pg_database(name: str, template: str | None = None) -> str:
+    """A new PostgreSQL database ``name`` (dropped first if it exists): empty, or a copy of the
+    database ``template`` (whose URL :func:`fresh_pg_database` gave). ``EHR_BENCH_DB_SUFFIX`` is
+    appended to the name, so benches run side by side don't share one."""
     name += os.environ.get("EHR_BENCH_DB_SUFFIX", "")
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
     with admin.connect() as c:
         c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        c.execute(text(f'CREATE DATABASE "{name}"'))
+        c.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     admin.dispose()
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
