@@ -154,8 +154,8 @@ def test_the_shipper_yields_its_core_while_it_keeps_up_and_not_when_behind(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A request woken on the shipper's core runs when the shipper yields it, every few
-    records it reads, resolves, chains and stores as AuditEvents; behind (more than a batch read and not shipped), it
-    does not yield, so that it catches up."""
+    records it reads, resolves, chains and stores as AuditEvents; behind (more than a batch
+    read and not shipped), it does not yield, so that it catches up."""
     spool = tmp_path / "spool"
     w = worker(store, spool)
     calls = _count_yields(monkeypatch)

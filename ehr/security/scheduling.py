@@ -1,9 +1,10 @@
 """Handing the core over: how the audit shipper keeps out of the way of requests.
 
 A request woken on a core where the (niced) shipper is busy may wait for it until the shipper
-blocks or the next scheduler tick, up to 4 ms, however nice the shipper is: the scheduler
-(EEVDF) runs a woken task at once only when it is *eligible*, and a worker that has just
-served a request often is not. Neither niceness, nor ``SCHED_IDLE``, nor a shorter time slice
+blocks or the next scheduler tick, up to 4 ms, however nice the shipper is. (Most likely
+because the scheduler, EEVDF, runs a woken task at once only when it is *eligible*, and a
+worker that has just served a request often is not: a woken task that had done no work did
+not wait.) Neither niceness, nor ``SCHED_IDLE``, nor a shorter time slice
 (``sched_attr.sched_runtime``) stopped those waits (``bench/RESULTS.md``, sessions 9-11); a
 ``sched_yield`` every few records does: the scheduler then picks the waiting request, and when
 no one waits the call costs a system call.
