@@ -26,7 +26,10 @@ How (one :meth:`Shipper.cycle`, every ``fsync_interval``, 50 ms):
    (a row ``spool:…`` of ``audit_state``: how many bytes of the segment are in the chain).
    Reading only then parses the records a batch at a time, and a batch of up to 5,000 (the
    default) spreads each transaction's fixed cost: measured under load, the shipper's CPU a
-   read is ~17-20 µs with batches of 1,000 and ~13 µs with 5,000;
+   read is ~17-20 µs with batches of 1,000 and ~13 µs with 5,000. While it keeps up (no more
+   than a batch read and not shipped), it yields its core every ``yield_every`` records it
+   reads, resolves or chains, so a request woken on that core runs at once
+   (:mod:`ehr.security.scheduling`);
 4. a sealed segment whose every record is in the chain is deleted, then its offset row.
 
 Each record is chained once: the ``flock`` serializes shippers; one that sees another one's
