@@ -213,6 +213,14 @@ class CpuMeter:
 SERVER_PID: dict[str, int] = {}
 
 
+def server_env(mode: dict[str, str], *, pool_size: int) -> dict[str, str]:
+    """The environment of a bench server: its own data folder (and audit spool), a pool of
+    ``pool_size`` connections, no limit on the audit backlog, and the ``mode``'s variables."""
+    return {"EHR_DATA_DIR": tempfile.mkdtemp(prefix="bench-audit-"),
+            "EHR_DB_POOL_SIZE": str(pool_size),
+            "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **mode}  # fmt: skip
+
+
 @contextmanager
 def server(url: str, env: dict[str, str], workers: int, port: int) -> Iterator[str]:
     full = {**os.environ, "EHR_DATABASE_URL": url, **env}
@@ -447,15 +455,15 @@ def main() -> None:
     for mode in modes:
         url = fresh_pg_database(f"ehr_bench_audit_{mode}")
         load(url, args.patients)
-        env = {"EHR_DATA_DIR": tempfile.mkdtemp(prefix="bench-audit-"),
-               "EHR_DB_POOL_SIZE": "12",  # (two servers' pools within max_connections)
-               "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **MODES[mode]}  # fmt: skip
+        # (two servers' pools within max_connections)
+        env = server_env(MODES[mode], pool_size=12)
         audited = MODES[mode].get("EHR_SECURITY_AUDIT", "1") != "0"
         servers.append(Server(mode, url, "", "", audited, env))
-    # Why more than one start: on some boxes a server's latency depends on the run of its processes (two
-    # identical audit-off servers started side by side: p50 at 1 connection 0.51 against 0.60
-    # ms, steady over the run; bench/RESULTS.md, session 10), so one run per mode compares
-    # runs as much as modes. Each start serves an equal share of each phase's rounds.
+    # Why more than one start: on some boxes a server's latency depends on the run of its
+    # processes (two identical audit-off servers started side by side: p50 at 1 connection
+    # 0.51 against 0.60 ms, steady over the run; bench/RESULTS.md, session 10), so one run per
+    # mode compares runs as much as modes. Each start serves an equal share of each phase's
+    # rounds.
     runs = max(1, args.starts)
     for run in range(runs):
         with ExitStack() as stack:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import free_port, fresh_pg_database, machine  # noqa: E402
-from bench.bench_audit import backend_token, load, server, wrk  # noqa: E402
+from bench.bench_audit import backend_token, load, server, server_env, wrk  # noqa: E402
 
 DEFAULT = "off:EHR_SECURITY_AUDIT=0|on:"
 
@@ -54,9 +53,7 @@ def main() -> None:
         bases: dict[str, tuple[str, str]] = {}
         for name, extra in variants:
             url = fresh_pg_database(f"ehr_bench_side_{name}", template=template)
-            env = {"EHR_DATA_DIR": tempfile.mkdtemp(prefix="bench-side-"),
-                   "EHR_DB_POOL_SIZE": "6", "EHR_SECURITY_AUDIT_MATERIALIZE": "never",
-                   "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **extra}  # fmt: skip
+            env = server_env({"EHR_SECURITY_AUDIT_MATERIALIZE": "never", **extra}, pool_size=6)
             base = stack.enter_context(server(url, env, 2, free_port()))
             bases[name] = (base, backend_token(url, base, "system/*.rs"))
             wrk(base, bases[name][1], args.patients, 3, args.connections)  # (warm)

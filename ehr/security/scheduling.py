@@ -21,11 +21,13 @@ __all__ = ["paced"]
 T = TypeVar("T")
 
 
-def paced(items: Iterable[T], every: int) -> Iterator[T]:
-    """``items``, yielding the core (``sched_yield``) after every ``every`` of them (0: never)."""
-    if every <= 0:
-        yield from items
-        return
+def paced(items: Iterable[T], every: int) -> Iterable[T]:
+    """``items``, yielding the core (``sched_yield``) after every ``every`` of them (0: never:
+    ``items`` themselves, so a caller that never yields pays nothing)."""
+    return _yielding(items, every) if every > 0 else items
+
+
+def _yielding(items: Iterable[T], every: int) -> Iterator[T]:
     for i, item in enumerate(items, 1):
         yield item
         if not i % every:
