@@ -58,8 +58,10 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 import orjson
 from sqlalchemy import delete, select
@@ -453,13 +455,18 @@ class Shipper:
 
 
 def _set_offsets(conn: Connection, offsets: dict[str, int]) -> None:
-    dialect = pg_insert if is_postgres(conn) else sqlite_insert
-    stmt = dialect(audit_state)
     conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[audit_state.c.name], set_={"seq": stmt.excluded.seq}
-        ),
+        _upsert_offsets(is_postgres(conn)),
         [{"name": n, "seq": v, "hash": None} for n, v in offsets.items()],
+    )
+
+
+@cache
+def _upsert_offsets(postgres: bool) -> Any:
+    """The statement of :func:`_set_offsets`, made once per dialect."""
+    stmt = (pg_insert if postgres else sqlite_insert)(audit_state)
+    return stmt.on_conflict_do_update(
+        index_elements=[audit_state.c.name], set_={"seq": stmt.excluded.seq}
     )
 
 
