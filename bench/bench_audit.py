@@ -423,6 +423,14 @@ def _paired(a: Server, b: Server, phase: str, key: str) -> list[float]:
     return [round(y / x, 3) for x, y in zip(xs, ys, strict=True)]
 
 
+def _interval(xs: list[float]) -> tuple[float, float, float]:
+    """The mean of ``xs`` and its 95 % confidence interval (normal approximation: the per-round
+    ratios of a run of 20 or more rounds)."""
+    mean = statistics.fmean(xs)
+    half = 1.96 * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan")
+    return mean, mean - half, mean + half
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--patients", type=int, default=5000)
@@ -536,9 +544,15 @@ def main() -> None:
         print(f"{srv.mode} by start: reads/s {by_start['rps']}, p50 {by_start['p50_ms']}, "
               f"p99 {by_start['p99_ms']}")  # fmt: skip
     for srv in servers[1:]:
-        print(f"{srv.mode}/{ref.mode} per round: reads/s "
-              f"{_paired(ref, srv, 'throughput', 'rps')}; CPU per read (inverse) "
-              f"{[round(1 / x, 3) for x in _paired(ref, srv, 'throughput', 'cpu_us_per_read')]}")  # fmt: skip
+        rps_r = _paired(ref, srv, "throughput", "rps")
+        cpu_r = [round(1 / x, 3) for x in _paired(ref, srv, "throughput", "cpu_us_per_read")]
+        print(f"{srv.mode}/{ref.mode} per round: reads/s {rps_r}; CPU per read (inverse) {cpu_r}")
+        # the box's drift between slices is the noise: the mean of the per-round ratios and
+        # its interval say how precise a run's answer is (more rounds: a narrower interval)
+        for label, xs in (("reads/s", rps_r), ("CPU per read", cpu_r)):
+            mean, lo, hi = _interval(xs)
+            print(f"{srv.mode}/{ref.mode} {label}, mean of {len(xs)} paired rounds: {mean:.3f} "
+                  f"(95 % CI {lo:.3f}-{hi:.3f})")  # fmt: skip
     print(f"ratios are {ref.mode}'s median over the server's (1.000: no cost); runs that lost "
           f"an event: {lost}")  # fmt: skip
     out = ROOT / "bench" / "out"
