@@ -32,7 +32,10 @@ last records) and *latency* (``--light`` 1 connection: what one read takes when 
 is not saturated; p50 and p99). One connection, not two: on a 2-core box two connections
 already reach the reads per second of sixteen (measured, bench/RESULTS.md), so their p99 is
 a saturated queue's. The figures are per-server medians and their ratios to the
-first mode's (1.000: the audit costs nothing).
+first mode's (1.000: the audit costs nothing); for reads/s and CPU per read also the mean of
+the per-round paired ratios with its 95 % interval, which says how precise the run was (on a
+box drifting ±10 % between slices, 40 rounds of 2 s give an interval of about ±3 %: the
+measure of record, ``--rounds 40 --seconds 2 --gap 1 --latency-rounds 16``).
 
 Every audited server is checked afterwards: the chain holds one event per request wrk made
 (plus the warm-up and the token grant; at most ``--concurrency`` more per slice, in flight
