@@ -526,8 +526,9 @@ def index_rows(event: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 _CHAIN_COLS = [c.name for c in audit_chain.columns]
 
-# the statements of every append, made once (building a statement costs more than running it
-# on a warm connection: ~0.1 ms each, measured; a shipper appends several times a second)
+# the statements of every append, made once: building a statement anew cost ~0.14 ms on top of
+# the ~0.23 ms of running it (measured, bench/RESULTS.md), and a shipper appends several times a
+# second
 _HEAD = (
     select(audit_state.c.seq, audit_state.c.hash)
     .where(audit_state.c.name == "head")
