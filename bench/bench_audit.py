@@ -426,7 +426,7 @@ def _paired(a: Server, b: Server, phase: str, key: str) -> list[float]:
     return [round(y / x, 3) for x, y in zip(xs, ys, strict=True)]
 
 
-def _interval(xs: list[float]) -> tuple[float, float, float]:
+def mean_interval(xs: list[float]) -> tuple[float, float, float]:
     """The mean of ``xs`` and its 95 % confidence interval (normal approximation: the per-round
     ratios of a run of 20 or more rounds)."""
     mean = statistics.fmean(xs)
@@ -553,7 +553,7 @@ def main() -> None:
         # the box's drift between slices is the noise: the mean of the per-round ratios and
         # its interval say how precise a run's answer is (more rounds: a narrower interval)
         for label, xs in (("reads/s", rps_r), ("CPU per read", cpu_r)):
-            mean, lo, hi = _interval(xs)
+            mean, lo, hi = mean_interval(xs)
             print(f"{srv.mode}/{ref.mode} {label}, mean of {len(xs)} paired rounds: {mean:.3f} "
                   f"(95 % CI {lo:.3f}-{hi:.3f})")  # fmt: skip
     print(f"ratios are {ref.mode}'s median over the server's (1.000: no cost); runs that lost "

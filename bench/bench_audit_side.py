@@ -1,18 +1,24 @@
-"""The audit's cost on one connection's reads, servers side by side (issue 5, the p99 at light
-load): a finer instrument than ``bench_audit.py``'s latency phase, for comparing settings.
+"""The audit's cost on reads, servers side by side (issue 5): a finer instrument than
+``bench_audit.py`` for comparing settings: the p99 at light load, and at full load where the
+CPU goes.
 
     .venv/bin/python bench/bench_audit_side.py [--rounds 10] [--seconds 8] [--connections 1]
     .venv/bin/python bench/bench_audit_side.py --variants \\
         'off:EHR_SECURITY_AUDIT=0|on:|old:EHR_SECURITY_AUDIT_SHIPPER_YIELD=0;EHR_SECURITY_AUDIT_FLUSH_MS=1000'
+    .venv/bin/python bench/bench_audit_side.py --connections 16 --rounds 40 --seconds 2 \\
+        --variants 'off:EHR_SECURITY_AUDIT=0|on:|fs200:EHR_SECURITY_AUDIT_FSYNC_MS=200'
 
 How: N Patients with one Observation each are loaded once into a scratch PostgreSQL database;
 each *variant* (``NAME:VAR=VALUE;…``, the environment of its server on top of the audit as
 ``ehr serve`` runs it, AuditEvents deferred) gets a copy of it and a server (``ehr serve
 --workers 2``, with its shipper). All servers run for the whole bench; wrk drives one at a
-time for ``--seconds`` (reads by id, ``bench_audit.py``'s), then 1 s idle, the order reversed
-every round. Printed: each slice, then per variant the medians of reads/s, p50 and p99, and
-their ratios to the first variant's. Server, load generator and database share the machine;
-the first variant's p99 is the machine's own noise floor.
+time for ``--seconds`` (reads by id, ``bench_audit.py``'s), then ``--gap`` idle, the order
+reversed every round. Printed: each slice, then per variant the medians of reads/s, p50 and
+p99, and their ratios to the first variant's; and the CPU per read of the variant's processes
+over the slice and its gap, by role (the workers, the audit shipper, the database backends),
+with the mean of the per-round paired ratios of the total and its 95 % interval. Server, load
+generator and database share the machine; the first variant's p99 is the machine's own noise
+floor.
 """
 
 from __future__ import annotations
@@ -28,7 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import free_port, fresh_pg_database, machine  # noqa: E402
-from bench.bench_audit import backend_token, load, server, server_env, wrk  # noqa: E402
+from bench.bench_audit import (  # noqa: E402
+    SERVER_PID,
+    CpuMeter,
+    backend_token,
+    load,
+    mean_interval,
+    server,
+    server_env,
+    wrk,
+)
 
 DEFAULT = "off:EHR_SECURITY_AUDIT=0|on:"
 
@@ -40,6 +55,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--connections", type=int, default=1)
     ap.add_argument("--patients", type=int, default=5000)
+    ap.add_argument("--gap", type=float, default=1.0, help="idle seconds after a slice")
+    ap.add_argument("--pool", type=int, default=6, help="each worker's database connections")
     args = ap.parse_args()
     variants: list[tuple[str, dict[str, str]]] = []
     for spec in args.variants.split("|"):
@@ -50,21 +67,31 @@ def main() -> None:
     load(template, args.patients)
     slices: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
     with ExitStack() as stack:
-        bases: dict[str, tuple[str, str]] = {}
+        bases: dict[str, tuple[str, str, str]] = {}
         for name, extra in variants:
             url = fresh_pg_database(f"ehr_bench_side_{name}", template=template)
-            env = server_env({"EHR_SECURITY_AUDIT_MATERIALIZE": "never", **extra}, pool_size=6)
+            env = server_env(
+                {"EHR_SECURITY_AUDIT_MATERIALIZE": "never", **extra}, pool_size=args.pool
+            )
             base = stack.enter_context(server(url, env, 2, free_port()))
-            bases[name] = (base, backend_token(url, base, "system/*.rs"))
+            bases[name] = (base, backend_token(url, base, "system/*.rs"), url)
             wrk(base, bases[name][1], args.patients, 3, args.connections)  # (warm)
         for r in range(args.rounds):
             for name, _ in variants if r % 2 == 0 else variants[::-1]:
-                base, token = bases[name]
+                base, token, url = bases[name]
+                meter = CpuMeter(SERVER_PID[base], url)
+                meter.begin()
                 got = wrk(base, token, args.patients, args.seconds, args.connections)
-                time.sleep(1.0)
+                time.sleep(args.gap)
+                total = meter.end()
+                n = got["requests"]
+                got.update(cpu=total / n * 1e6, workers=(meter.server_s - meter.writer_s) / n * 1e6,
+                           shipper=meter.writer_s / n * 1e6, db=meter.db_s / n * 1e6)  # fmt: skip
                 slices[name].append(got)
                 print(f"  round {r + 1:2} {name:<8} {got['rps']:6.0f} reads/s  p50 "
-                      f"{got['p50_ms']:.3f} ms  p99 {got['p99_ms']:.3f} ms", flush=True)  # fmt: skip
+                      f"{got['p50_ms']:.3f} ms  p99 {got['p99_ms']:.3f} ms  cpu "
+                      f"{got['cpu']:5.0f} us/read (workers {got['workers']:.0f}, shipper "
+                      f"{got['shipper']:.1f}, db {got['db']:.0f})", flush=True)  # fmt: skip
     print(f"\n| variant, c{args.connections}, medians of {args.rounds} slices of {args.seconds} s "
           "| reads/s | p50 | ratio | p99 | ratio |\n|---|---|---|---|---|---|")  # fmt: skip
     ref = variants[0][0]
@@ -77,6 +104,18 @@ def main() -> None:
               f"{med(ref, 'p50_ms') / med(name, 'p50_ms'):.3f} | {med(name, 'p99_ms'):.3f} ms | "
               f"{med(ref, 'p99_ms') / med(name, 'p99_ms'):.3f} |")  # fmt: skip
     print(f"ratios are {ref}'s median over the variant's (1.000: no cost)")
+    print("\n| variant | CPU per read | workers | shipper | db | total's paired ratio, mean "
+          "(95 % CI) |\n|---|---|---|---|---|---|")  # fmt: skip
+    for name, _ in variants:
+        paired = [a["cpu"] / b["cpu"] for a, b in zip(slices[ref], slices[name], strict=True)]
+        mean, lo, hi = mean_interval(paired)
+        print(f"| {name} | {med(name, 'cpu'):.0f} us | {med(name, 'workers'):.0f} | "
+              f"{med(name, 'shipper'):.1f} | {med(name, 'db'):.0f} | {mean:.3f} "
+              f"({lo:.3f}-{hi:.3f}) |")  # fmt: skip
+    print(
+        f"CPU per read: medians, us, of the servers' processes and database backends over each "
+        f"slice and its gap; the ratio is {ref}'s over the variant's, per round"
+    )
 
 
 if __name__ == "__main__":
