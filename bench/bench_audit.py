@@ -203,14 +203,23 @@ class CpuMeter:
         self.start = self._sample()
         self.start_writer = _writer_threads([self.server_pid, *_children(self.server_pid)])
 
-    def end(self) -> float:
+    def end(self) -> None:
+        """Count the CPU spent since :meth:`begin` (:meth:`per_read` gives it by role)."""
         now = self._sample()
         server = {self.server_pid, *_children(self.server_pid)}
         writer = _writer_threads(sorted(server))
         self.server_s = sum(v - self.start.get(p, 0.0) for p, v in now.items() if p in server)
         self.db_s = sum(v - self.start.get(p, 0.0) for p, v in now.items() if p not in server)
         self.writer_s = sum(v - self.start_writer.get(k, 0.0) for k, v in writer.items())
-        return self.server_s + self.db_s
+
+    def per_read(self, reads: float) -> dict[str, float]:
+        """What :meth:`end` counted, in µs per read: in all, the server's processes (of them the
+        request path, ``workers_us``, and the audit writer, ``shipper_us``) and the database's."""
+        us = 1e6 / reads
+        return {"cpu_us_per_read": (self.server_s + self.db_s) * us,
+                "server_us": self.server_s * us,
+                "workers_us": (self.server_s - self.writer_s) * us,
+                "shipper_us": self.writer_s * us, "db_us": self.db_s * us}  # fmt: skip
 
 
 SERVER_PID: dict[str, int] = {}
@@ -393,7 +402,7 @@ def measure(srv: Server, args: argparse.Namespace, connections: int, phase: str)
         split = connections_per_worker(srv.base)
         run.join()
         time.sleep(args.gap)
-        cpu = meter.end()
+        meter.end()
         if balanced(split, connections, args.workers) or attempt == 3:
             break
         srv.discarded += result["requests"]  # (audited all the same)
@@ -401,9 +410,7 @@ def measure(srv: Server, args: argparse.Namespace, connections: int, phase: str)
         print(f"  ({phase} {srv.mode}: connections {split}, again)", flush=True)
     r = result
     n = r["requests"]
-    r.update(phase=phase, split=split, start=srv.starts, cpu_us_per_read=cpu / n * 1e6,
-             server_us=meter.server_s / n * 1e6, db_us=meter.db_s / n * 1e6,
-             shipper_us=meter.writer_s / n * 1e6)  # fmt: skip
+    r.update(phase=phase, split=split, start=srv.starts, **meter.per_read(n))
     srv.slices.append(r)
     print(
         f"  {phase:<10} {srv.mode:<6} {r['rps']:7.0f} reads/s  p50 {r['p50_ms']:6.2f} ms  p99 "

@@ -83,15 +83,13 @@ def main() -> None:
                 meter.begin()
                 got = wrk(base, token, args.patients, args.seconds, args.connections)
                 time.sleep(args.gap)
-                total = meter.end()
-                n = got["requests"]
-                got.update(cpu=total / n * 1e6, workers=(meter.server_s - meter.writer_s) / n * 1e6,
-                           shipper=meter.writer_s / n * 1e6, db=meter.db_s / n * 1e6)  # fmt: skip
+                meter.end()
+                got.update(meter.per_read(got["requests"]))
                 slices[name].append(got)
                 print(f"  round {r + 1:2} {name:<8} {got['rps']:6.0f} reads/s  p50 "
                       f"{got['p50_ms']:.3f} ms  p99 {got['p99_ms']:.3f} ms  cpu "
-                      f"{got['cpu']:5.0f} us/read (workers {got['workers']:.0f}, shipper "
-                      f"{got['shipper']:.1f}, db {got['db']:.0f})", flush=True)  # fmt: skip
+                      f"{got['cpu_us_per_read']:5.0f} us/read (workers {got['workers_us']:.0f}, "
+                      f"shipper {got['shipper_us']:.1f}, db {got['db_us']:.0f})", flush=True)  # fmt: skip
     print(f"\n| variant, c{args.connections}, medians of {args.rounds} slices of {args.seconds} s "
           "| reads/s | p50 | ratio | p99 | ratio |\n|---|---|---|---|---|---|")  # fmt: skip
     ref = variants[0][0]
@@ -107,10 +105,11 @@ def main() -> None:
     print("\n| variant | CPU per read | workers | shipper | db | total's paired ratio, mean "
           "(95 % CI) |\n|---|---|---|---|---|---|")  # fmt: skip
     for name, _ in variants:
-        paired = [a["cpu"] / b["cpu"] for a, b in zip(slices[ref], slices[name], strict=True)]
+        paired = [a["cpu_us_per_read"] / b["cpu_us_per_read"]
+                  for a, b in zip(slices[ref], slices[name], strict=True)]  # fmt: skip
         mean, lo, hi = mean_interval(paired)
-        print(f"| {name} | {med(name, 'cpu'):.0f} us | {med(name, 'workers'):.0f} | "
-              f"{med(name, 'shipper'):.1f} | {med(name, 'db'):.0f} | {mean:.3f} "
+        print(f"| {name} | {med(name, 'cpu_us_per_read'):.0f} us | {med(name, 'workers_us'):.0f} | "
+              f"{med(name, 'shipper_us'):.1f} | {med(name, 'db_us'):.0f} | {mean:.3f} "
               f"({lo:.3f}-{hi:.3f}) |")  # fmt: skip
     print(
         f"CPU per read: medians, us, of the servers' processes and database backends over each "
