@@ -23,7 +23,7 @@ Routes are matched in that order, so the literal segments (``metadata``, ``_hist
 included with :func:`include_before_interactions` so they are matched before the generic ones.
 
 Middleware: the edge (:mod:`fhir_api.edge`: catch-all 500, ``Cache-Control: no-store``, body size
-limit 413, time limit 408/503); the security layer puts the audit outside it.
+limit 413, time limit 408/503), where the security layer hooks the audit in (``state.edge_hooks``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from .apps import install_apps
 from .auth import install as install_auth
 from .cards import install as install_cards
 from .deps import Authorizer, allow_all
-from .edge import EdgeMiddleware
+from .edge import EdgeHooks, EdgeMiddleware
 from .errors import install_error_handlers
 from .interactions import (
     batch,
@@ -215,9 +215,11 @@ def create_app(
     install_error_handlers(app)
     prefilter(app.router.routes)  # cheap path pre-check before each route's matches
     index_routes(app.router)  # and only the routes that can match a path are asked
+    state.edge_hooks = EdgeHooks()  # (the audit observes there: fhir_api.security)
     app.add_middleware(  # catch-all 500, Cache-Control: no-store, body (413) and time limits
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,
         timeout_s=settings.request_timeout_s,
+        hooks=state.edge_hooks,
     )
     return app

@@ -1,4 +1,4 @@
-"""The edge of the API: one ASGI middleware, outermost of the API's own (inside the audit's),
+"""The edge of the API: one ASGI middleware, outermost of the API's own,
 for what every HTTP request goes through.
 
 * **Last-resort errors**: an unexpected exception becomes a 500 OperationOutcome, logged with
@@ -18,15 +18,21 @@ for what every HTTP request goes through.
   is up. A write that is abandoned may still commit, so the 503 says its outcome is unknown; on
   PostgreSQL the statement timeout bounds how long such a thread runs.
 
-One layer rather than three (catch-all, body limit, time limit): each layer costs a coroutine
-and a wrapper around ``send``/``receive`` on every request. The order of the three is kept:
-the limits' answers (413, 408, 503) carry ``no-store``; the OperationOutcome of an exception
-that reaches this layer is sent as it is.
+* **Observer** (:class:`EdgeHooks`): what must see every request as it comes and every
+  response as it starts, before any byte of it leaves, whatever produced it (a route, a limit,
+  the catch-all): the audit (:mod:`fhir_api.security.request_audit`).
+
+One layer rather than four (catch-all, body limit, time limit, audit): each layer costs a
+coroutine and a wrapper around ``send``/``receive`` on every request, and a wrapper around
+``send`` a coroutine on every message. The order of the three is kept: the limits' answers
+(413, 408, 503) carry ``no-store``; the OperationOutcome of an exception that reaches this
+layer is sent as it is. The observer sees each of them.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any, Protocol
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,7 +41,7 @@ from ehr.errors import FhirError, PayloadTooLarge
 
 from .errors import outcome_response
 
-__all__ = ["NO_STORE", "EdgeMiddleware"]
+__all__ = ["NO_STORE", "EdgeHooks", "EdgeMiddleware", "Observer"]
 
 log = logging.getLogger("fhir_api")
 
@@ -63,11 +69,28 @@ def _declared_too_large(scope: Scope, limit: int) -> bool:
     return False
 
 
+class Observer(Protocol):
+    def begin(self, scope: Scope) -> Any:
+        """A request came: what :meth:`started` is to be given for it (None: not observed)."""
+
+    def started(self, scope: Scope, seen: Any, message: Message) -> None:
+        """Its response starts (``message``: ``http.response.start``, final headers)."""
+
+
+class EdgeHooks:
+    """``app.state.edge_hooks``: the edge's observer, set before the first request."""
+
+    observer: Observer | None = None
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, timeout_s: float) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, timeout_s: float, hooks: EdgeHooks
+    ) -> None:
         self.app = app
         self.limit = max_body_bytes
         self.timeout = timeout_s
+        self.hooks = hooks
 
     def _timed_out(self, scope: Scope, body_done: bool) -> FhirError:
         if not body_done:
@@ -85,24 +108,28 @@ class EdgeMiddleware:
             return
         started = False
         body_done = scope.get("method") in _NO_BODY
-        seen = 0
+        received = 0
         limit = self.limit
+        observer = self.hooks.observer
+        seen = observer.begin(scope) if observer is not None else None
 
         async def edge_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 headers = message.get("headers") or []
                 if not any(k.lower() == b"cache-control" for k, _ in headers):
                     message["headers"] = [*headers, NO_STORE]
+                if seen is not None:
+                    observer.started(scope, seen, message)  # type: ignore[union-attr]
+                started = True
             await send(message)
 
         async def edge_receive() -> Message:
-            nonlocal seen, body_done
+            nonlocal received, body_done
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
+                received += len(message.get("body", b""))
+                if received > limit:
                     raise _too_large(limit)
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
@@ -122,10 +149,23 @@ class EdgeMiddleware:
         except FhirError as err:  # raised outside the routes (e.g. by a middleware)
             if started:
                 raise
-            await outcome_response(err)(scope, receive, send)
+            await _answer(err, scope, receive, send, observer, seen)
         except Exception:
             log.exception("Unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
             internal = FhirError(500, "exception", "Internal server error; the incident was logged")
-            await outcome_response(internal)(scope, receive, send)
+            await _answer(internal, scope, receive, send, observer, seen)
+
+
+async def _answer(
+    err: FhirError, scope: Scope, receive: Receive, send: Send, observer: Any, seen: Any
+) -> None:
+    """The catch-all's answer: ``err`` sent as it is, but observed."""
+
+    async def observed_send(message: Message) -> None:
+        if seen is not None and message["type"] == "http.response.start":
+            observer.started(scope, seen, message)
+        await send(message)
+
+    await outcome_response(err)(scope, receive, observed_send)

@@ -234,6 +234,37 @@ def test_no_access_without_audit(store: Store, tmp_path: Path) -> None:
     assert [summary(e)[2] for e in events(store)] == ["0", "8", "0"]  # 503: a server failure
 
 
+def test_a_failure_after_the_check_is_audited_as_a_server_failure(
+    store: Store, tmp_path: Path
+) -> None:
+    """The edge's catch-all answer (500) is recorded like a route's own: the audit observes
+    every response the edge lets out, whatever produced it."""
+    from fastapi import APIRouter, Depends
+
+    from fhir_api.app import include_before_interactions
+    from fhir_api.deps import authorize
+
+    w = build_world(store)
+    router = APIRouter()
+
+    @router.get("/{rtype}/{rid}/boom", dependencies=[Depends(authorize("read"))])
+    async def boom() -> None:
+        raise RuntimeError("unexpected")
+
+    with secure_app(store, tmp_path) as sa:
+        include_before_interactions(sa.app, router)
+        t = tokens(sa)
+        r = send(sa, t["citizen_a"], "GET", f"/Observation/{w['obs-pa']}/boom")
+        assert r.status_code == 500 and "unexpected" not in r.text
+        r = send(sa, t["citizen_b"], "GET", f"/Observation/{w['obs-pa']}/boom")
+        assert r.status_code == 404  # refused before the route ran
+        sa.trail.sync()
+    got = events(store)
+    assert [summary(e) for e in got] == [("read", "R", "8"), ("read", "R", "4")]
+    assert got[0]["outcomeDesc"].startswith("500")
+    assert {"reference": "Patient/pa"} in [x.get("what") for x in got[0]["entity"]]
+
+
 def test_authorization_server_events(store: Store, tmp_path: Path) -> None:
     with secure_app(store, tmp_path) as sa:
         auth = sa.app.state.auth
@@ -530,12 +561,13 @@ def test_a_record_names_its_own_requester_when_two_tokens_share_a_jti() -> None:
     from ehr.accounts.scopes import parse_scopes
     from ehr.security import Principal, Target
     from fhir_api.security.context import AuditContext
-    from fhir_api.security.middleware import entry_of
+    from fhir_api.security.request_audit import entry_of
 
     scope = {"type": "http", "method": "GET", "path": "/fhir/Observation/o1"}
 
     def record(p: Principal) -> dict[str, Any]:
-        ctx = AuditContext(target=Target("read", "Observation", "o1"), principal=p)
+        ctx = AuditContext()
+        ctx.target, ctx.principal = Target("read", "Observation", "o1"), p
         line = entry_of(scope, ctx, 200, [], "site")[0]
         assert AuditRecord.from_line(line).line() == line
         return dict(orjson.loads(line))

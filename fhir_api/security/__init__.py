@@ -16,7 +16,7 @@ What :func:`install` does:
   workstation, health one-card: :mod:`.domain`);
 * adds the store's write hooks: the guard pair (:class:`ehr.security.GuardHooks`) and the
   consent-rules hook (:class:`ehr.security.ConsentRulesHook`);
-* starts the audit trail (:class:`ehr.security.AuditTrail`) with its outermost middleware and
+* starts the audit trail (:class:`ehr.security.AuditTrail`), an observer of the edge and
   subscribes it to the authorization server's events; stops it (after writing every record)
   when the app shuts down;
 * fills the CapabilityStatement's ``rest.security`` (SMART-on-FHIR service, OAuth URIs).
@@ -41,7 +41,7 @@ from ehr.store import Store
 from .authorizer import OpenAuthorizer, SmartAuthorizer, target_of
 from .config import SecuritySettings
 from .domain import gate_domain_routes
-from .middleware import AuditMiddleware
+from .request_audit import AuditObserver
 
 __all__ = [
     "Security",
@@ -184,7 +184,7 @@ def install(
     state.security = _security_section(app)
     state.capability_cache.clear()
     if trail is not None:
-        app.add_middleware(AuditMiddleware, trail=trail, prefix=state.prefix)
+        state.edge_hooks.observer = AuditObserver(trail, state.prefix)
         state.auth.listeners.append(_auth_listener(trail))
     security = Security(policy, authorizer, trail, config)
     state.security_layer = security

@@ -103,8 +103,10 @@ def _client_ip(request: Request) -> str | None:
 
 def _touches_audit(target: Target) -> bool:
     """May this request read AuditEvents (then the trail is synced first)?"""
-    if target.rtype == "AuditEvent" or any("AuditEvent" in k + v for k, v in target.params):
-        return True  # includes _include/_revinclude/_has naming AuditEvent
+    if target.rtype == "AuditEvent":
+        return True
+    if target.params and any("AuditEvent" in k + v for k, v in target.params):
+        return True  # _include/_revinclude/_has naming AuditEvent
     if target.interaction == "search-system":
         types = {t for k, v in target.params if k == "_type" for t in v.split(",")}
         return not types or "AuditEvent" in types

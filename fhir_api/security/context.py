@@ -1,9 +1,8 @@
-"""What the audit middleware and the authorizer share about one request (kept in the ASGI
+"""What the request audit and the authorizer share about one request (kept in the ASGI
 scope, so it crosses every layer between them without relying on task-local state)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -15,8 +14,9 @@ __all__ = ["SCOPE_KEY", "AuditContext", "audit_context"]
 SCOPE_KEY = "ehr.audit"
 
 
-@dataclass
 class AuditContext:
+    """Made empty on every request (no ``__init__`` to run: the class holds the defaults)."""
+
     target: Target | None = None
     principal: Principal | None = None
     guard: Guard | None = None

@@ -9,7 +9,7 @@ every call is
 
 * **authenticated** by the same verifier as every FHIR route (signature, issuer, audience,
   expiry, revocation): 401 otherwise;
-* **audited** by the audit middleware like any interaction (``operation`` with its name, the
+* **audited** by the request audit like any interaction (``operation`` with its name, the
   resource, the patients; refusals included);
 * for the appointment operations, **authorized** by the policy
   (:meth:`ehr.security.Policy.plan`): the token's scopes must allow the operation on its type

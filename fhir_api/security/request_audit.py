@@ -1,11 +1,13 @@
-"""The audit middleware: one :class:`ehr.security.AuditRecord` per FHIR interaction, refusals
+"""The request audit: one :class:`ehr.security.AuditRecord` per FHIR interaction, refusals
 included (http://hl7.org/fhir/R4/auditevent.html; see :mod:`ehr.security.audit`).
 
-A pure ASGI middleware, outermost, so it sees the final status of every request the authorizer
-looked at (401, 403, 404 from the policy, 4xx/5xx from the work, 500 from the catch-all). The
-record is made and spooled when the response *starts*, before any byte of it leaves: there is
-no response without its audit record. Its work is one JSON line (:func:`entry_of`) and one
-append to the spool; the shipper (or the writer thread) does the rest.
+An observer of the API's edge (:class:`fhir_api.edge.EdgeHooks`), so it sees the final status
+of every request the authorizer looked at (401, 403, 404 from the policy, 4xx/5xx from the
+work, the edge's own 413/408/503 and its catch-all 500). The record is made and spooled when
+the response *starts*, before any byte of it leaves: there is no response without its audit
+record. Its work is one JSON line (:func:`entry_of`) and one append to the spool; the shipper
+(or the writer thread) does the rest. Not a middleware of its own: a layer costs a coroutine
+per request and one per message sent.
 
 Not recorded: the public routes (``/metadata``), requests that match no FHIR route (they reach
 no interaction), and everything outside the FHIR prefix (the authorization server records its
@@ -18,17 +20,19 @@ import time
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from ehr.security import AuditTrail, Principal
-from ehr.security.audit import Entry, new_event_id, resolve_key
+from ehr.security.audit import Entry, new_event_id
 from ehr.security.visibility import compartment_types
 
 from .context import SCOPE_KEY, AuditContext
 
-__all__ = ["AuditMiddleware", "entry_of"]
+__all__ = ["AuditObserver", "entry_of"]
 
 _INSTANCE = frozenset({"read", "vread", "history-instance", "update", "patch", "delete"})
+#: the types whose records name their patients (:func:`compartment_types`)
+_COMPARTMENT = compartment_types()
 
 
 def _purpose(p: Principal) -> str | None:
@@ -88,12 +92,10 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
                 break
     recorded = time.time_ns() // 1000
     event_id = new_event_id(recorded)
+    # (an HTTP scope always has its method and path)
     d: dict[str, Any] = {"interaction": interaction, "status": status, "id": event_id,
-                         "recorded": recorded, "kind": "rest"}  # fmt: skip
-    if (method := scope.get("method")) is not None:
-        d["method"] = method
-    if (path := scope.get("path")) is not None:
-        d["path"] = path
+                         "recorded": recorded, "kind": "rest", "method": scope["method"],
+                         "path": scope["path"]}  # fmt: skip
     query = scope.get("query_string")
     if query and (interaction.startswith("search") or t.conditional or t.operation):
         d["query"] = query.decode("latin-1")
@@ -114,16 +116,18 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
     patients = sorted(g.patients) if g is not None and g.patients else []
     # whose record was touched; never for a refusal (the requester may read their own
     # AuditEvents and must not learn from them whose resource it was)
-    resolve = (
+    key = None
+    if (
         status < 400
         and rid
-        and rtype in compartment_types()
+        and rtype in _COMPARTMENT
         and (not patients or interaction in _INSTANCE)
-    )
-    if patients or resolve:
+    ):
+        key = (rtype, rid)
         d["patients"] = patients
-    if resolve:
         d["resolve"] = True
+    elif patients:
+        d["patients"] = patients
     if purpose is not None:
         d["purpose"] = purpose
     if g is not None and g.break_glass and p is not None and p.break_glass is not None:
@@ -131,29 +135,28 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
     if ctx.detail is not None:
         d["detail"] = ctx.detail
     d["site"] = site
-    return (orjson.dumps(d), resolve_key(resolve, rtype, rid), event_id, recorded)
+    return (orjson.dumps(d), key, event_id, recorded)
 
 
-class AuditMiddleware:
-    def __init__(self, app: ASGIApp, trail: AuditTrail, prefix: str) -> None:
-        self.app = app
+class AuditObserver:
+    """The edge's observer (:class:`fhir_api.edge.Observer`) that audits ``prefix``'s requests."""
+
+    def __init__(self, trail: AuditTrail, prefix: str) -> None:
         self.trail = trail
         self.prefix = prefix
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope.get("path", "").startswith(self.prefix):
-            await self.app(scope, receive, send)
+    def begin(self, scope: Scope) -> AuditContext | None:
+        if not scope["path"].startswith(self.prefix):
+            return None
+        ctx = scope[SCOPE_KEY] = AuditContext()
+        return ctx
+
+    def started(self, scope: Scope, seen: AuditContext, message: Message) -> None:
+        if seen.recorded:  # (once: a failure here must not repeat on the catch-all's answer)
             return
-        ctx = AuditContext()
-        scope[SCOPE_KEY] = ctx
-
-        async def audited_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and not ctx.recorded:
-                ctx.recorded = True
-                if ctx.target is not None and not ctx.public:
-                    trail = self.trail
-                    status, headers = int(message["status"]), message.get("headers", ())
-                    trail.record_entry(entry_of(scope, ctx, status, headers, trail.site))
-            await send(message)
-
-        await self.app(scope, receive, audited_send)
+        seen.recorded = True
+        if seen.target is not None and not seen.public:
+            trail = self.trail
+            trail.record_entry(
+                entry_of(scope, seen, message["status"], message.get("headers", ()), trail.site)
+            )
