@@ -243,11 +243,15 @@ def _entry(rec: AuditRecord, line: bytes | None = None) -> Entry:
     return (line if line is not None else rec.line(), key, rec.id, rec.recorded)
 
 
+#: what reading a damaged spool line raises (not JSON; JSON but not a record)
+DAMAGED = (orjson.JSONDecodeError, KeyError, TypeError, AttributeError)
+
+
 def _entry_of_line(line: bytes) -> Entry:
-    """:func:`_entry` of a spooled line, without building its record (the spool's readers).
-    Raises ``orjson.JSONDecodeError``, ``KeyError`` or ``TypeError`` for a damaged line."""
+    """:func:`_entry` of a spooled line, without building its record (the spool's readers:
+    once a record shipped). Raises one of :data:`DAMAGED` for a damaged line."""
     d = orjson.loads(line)
-    key = resolve_key(d.get("resolve"), d.get("rtype"), d.get("rid"))
+    key = resolve_key(True, d.get("rtype"), d.get("rid")) if d.get("resolve") else None
     return (line, key, d["id"], d["recorded"])
 
 
@@ -272,7 +276,7 @@ def _not_chained(
         select(audit_chain.c.record).where(audit_chain.c.recorded >= oldest)
     ).scalars():
         for line in block_lines(block):
-            with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+            with contextlib.suppress(*DAMAGED):
                 known.add(orjson.loads(line)["id"])
     out = []
     for e in entries:
@@ -756,7 +760,7 @@ class AuditTrail:
         self.record_entry(_entry(rec))
 
     def record_entry(self, entry: Entry) -> None:
-        """:meth:`record` of a record already serialized (the audit middleware's)."""
+        """:meth:`record` of a record already serialized (the request audit's)."""
         spool = self._spool
         if self.shipped and spool is not None:  # (closed: as a closed writer thread's trail)
             with self._lock:
@@ -914,14 +918,23 @@ class AuditTrail:
         resources rarely change patient. ``yield_every``: as :func:`_chain_append`'s."""
         now = time.monotonic()
         cache = self._owners
-        missing = [k for k in paced(keys, yield_every) if k not in cache or cache[k][0] < now]
+        out: dict[tuple[str, str], tuple[str, ...]] = {}
+        missing = []
+        for k in paced(keys, yield_every):
+            hit = cache.get(k)
+            if hit is not None and hit[0] >= now:
+                out[k] = hit[1]
+            else:
+                missing.append(k)
         if missing:
             found = stored_patients(conn, missing)
             if len(cache) + len(found) > 50_000:
                 cache.clear()
+            until = now + self.owner_ttl
             for k, pats in paced(found.items(), yield_every):
-                cache[k] = (now + self.owner_ttl, tuple(sorted(pats)))
-        return {k: cache[k][1] for k in paced(keys, yield_every)}
+                owners = out[k] = tuple(sorted(pats))
+                cache[k] = (until, owners)
+        return out
 
     def _append(self, entries: Sequence[Entry], *, skip_known: bool = False) -> None:
         """Append queued entries to the chain in one transaction (see the module docstring);
@@ -1021,7 +1034,7 @@ class AuditTrail:
                 for line in read_segment(fd):
                     try:
                         entries.append(_entry_of_line(line))
-                    except (orjson.JSONDecodeError, KeyError, TypeError):
+                    except DAMAGED:
                         log.warning("skipping a damaged line in %s", path)
                 for start in range(0, len(entries), self.batch_size):
                     self._append(entries[start : start + self.batch_size], skip_known=True)

@@ -63,7 +63,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -73,6 +72,7 @@ from sqlalchemy.exc import IntegrityError
 from ehr.storage.db import is_postgres
 
 from .audit import (
+    DAMAGED,
     RECORD_BYTES,
     WRITER_THREAD,
     AuditTrail,
@@ -239,25 +239,26 @@ class Shipper:
             if not chunk:
                 return False
             end = pos
-            pending, last = seg.pending, seg.last
+            pending, num = seg.pending, seg.num
+            last_t, last_id = seg.last
             for line in paced(chunk.split(b"\n")[:-1], self._yield_every()):
                 end += len(line) + 1
-                if not line.strip():
-                    continue
                 try:
                     entry = _entry_of_line(line)
-                except (orjson.JSONDecodeError, KeyError, TypeError):
+                except DAMAGED:
+                    if not line.strip():
+                        continue
                     if not seg.sealed:  # (being written: read it again next time)
                         end -= len(line) + 1
                         break
                     log.warning("skipping a damaged line in %s", seg.path)
                     continue
-                item = (entry[3], entry[2], end, entry, seg.num)
-                if item < last:  # (compares the keys only: they are unique)
+                t, eid = entry[3], entry[2]
+                if t < last_t or (t == last_t and eid < last_id):
                     seg.unordered = True
-                last = item[:2]
-                pending.append(item)
-            seg.last = last
+                last_t, last_id = t, eid
+                pending.append((t, eid, end, entry, num))
+            seg.last = (last_t, last_id)
             if end == pos:
                 return False
             seg.read = pos = end

@@ -345,13 +345,13 @@ def stored_patients(
             pk: (rtype, rid)
             for pk, rtype, rid in conn.execute(
                 found_q, {"types": types, "rids": sorted({i for _, i in chunk})}
-            )
+            ).all()  # (all at once: row by row costs a round of Python calls per row)
             if (rtype, rid) in out
         }
         if not pks:
             continue
         params = sorted({p for t in types for p in defs[t]})
-        for pk, param, pid in conn.execute(refs_q, {"pks": list(pks), "params": params}):
+        for pk, param, pid in conn.execute(refs_q, {"pks": list(pks), "params": params}).all():
             key = pks[pk]
             if pid and param in defs[key[0]]:
                 out[key].add(pid)
