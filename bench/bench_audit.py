@@ -233,14 +233,20 @@ def server_env(mode: dict[str, str], *, pool_size: int) -> dict[str, str]:
             "EHR_SECURITY_AUDIT_MAX_QUEUE": "10000000", **mode}  # fmt: skip
 
 
+#: a variable of a bench server's environment naming the checkout it runs from (another
+#: commit's, e.g. a ``git worktree``; with this one's virtualenv): two versions side by side
+CHECKOUT = "EHR_BENCH_CHECKOUT"
+
+
 @contextmanager
 def server(url: str, env: dict[str, str], workers: int, port: int) -> Iterator[str]:
     full = {**os.environ, "EHR_DATABASE_URL": url, **env}
+    root = Path(full.pop(CHECKOUT, ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_api.cli", "serve", "--host", "127.0.0.1", "--port",
          str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
          "--no-migrate"],
-        env=full, cwd=ROOT,
+        env=full, cwd=root,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/fhir"
     SERVER_PID[base] = proc.pid

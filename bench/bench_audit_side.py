@@ -7,6 +7,9 @@ CPU goes.
         'off:EHR_SECURITY_AUDIT=0|on:|old:EHR_SECURITY_AUDIT_SHIPPER_YIELD=0;EHR_SECURITY_AUDIT_FLUSH_MS=1000'
     .venv/bin/python bench/bench_audit_side.py --connections 16 --rounds 40 --seconds 2 \\
         --variants 'off:EHR_SECURITY_AUDIT=0|on:|fs200:EHR_SECURITY_AUDIT_FSYNC_MS=200'
+    git worktree add /tmp/before <commit>    # that commit's code beside this one's:
+    .venv/bin/python bench/bench_audit_side.py --connections 16 --rounds 40 --seconds 2 \\
+        --variants 'off:EHR_SECURITY_AUDIT=0|before:EHR_BENCH_CHECKOUT=/tmp/before|on:'
 
 How: N Patients with one Observation each are loaded once into a scratch PostgreSQL database;
 each *variant* (``NAME:VAR=VALUE;…``, the environment of its server on top of the audit as
