@@ -249,8 +249,10 @@ DAMAGED = (orjson.JSONDecodeError, KeyError, TypeError, AttributeError)
 
 def _entry_of_line(line: bytes) -> Entry:
     """:func:`_entry` of a spooled line, without building its record (the spool's readers:
-    once a record shipped). Raises one of :data:`DAMAGED` for a damaged line."""
+    the shipper, once per record it ships). Raises one of :data:`DAMAGED` for a damaged
+    line."""
     d = orjson.loads(line)
+    # (the type and id are looked at only when the record asks to be resolved)
     key = resolve_key(True, d.get("rtype"), d.get("rid")) if d.get("resolve") else None
     return (line, key, d["id"], d["recorded"])
 
