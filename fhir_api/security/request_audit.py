@@ -23,7 +23,7 @@ import orjson
 from starlette.types import Message, Scope
 
 from ehr.security import AuditTrail, Principal
-from ehr.security.audit import Entry, new_event_id
+from ehr.security.audit import Entry, new_event_id, resolve_key
 from ehr.security.visibility import compartment_types
 
 from .context import SCOPE_KEY, AuditContext
@@ -116,18 +116,16 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
     patients = sorted(g.patients) if g is not None and g.patients else []
     # whose record was touched; never for a refusal (the requester may read their own
     # AuditEvents and must not learn from them whose resource it was)
-    key = None
-    if (
+    resolve = (
         status < 400
         and rid
         and rtype in _COMPARTMENT
         and (not patients or interaction in _INSTANCE)
-    ):
-        key = (rtype, rid)
+    )
+    if patients or resolve:
         d["patients"] = patients
+    if resolve:
         d["resolve"] = True
-    elif patients:
-        d["patients"] = patients
     if purpose is not None:
         d["purpose"] = purpose
     if g is not None and g.break_glass and p is not None and p.break_glass is not None:
@@ -135,7 +133,7 @@ def entry_of(scope: Scope, ctx: AuditContext, status: int, raw_headers: Any, sit
     if ctx.detail is not None:
         d["detail"] = ctx.detail
     d["site"] = site
-    return (orjson.dumps(d), key, event_id, recorded)
+    return (orjson.dumps(d), resolve_key(resolve, rtype, rid), event_id, recorded)
 
 
 class AuditObserver:
