@@ -144,7 +144,7 @@ SECURITY_TYPES = {
 
 
 _ID_PREFIX = os.urandom(6).hex()
-_ID_COUNTER = itertools.count()
+_ID_COUNTER = itertools.count(1_000_000)
 
 
 def _new_id_prefix() -> None:  # a forked worker must not share its parent's ids
@@ -159,10 +159,13 @@ def new_event_id(us: int | None = None) -> str:
     """A time-ordered unique id: µs clock (``us``: the record's time, when taken already), a
     random per-process prefix, a counter. Time first, so the unique indexes of the chain and of
     the resources table grow at their right edge; no system call (the request path must not
-    give up the interpreter lock for it)."""
+    give up the interpreter lock for it). In decimal: the int formatting every response
+    already runs for its ``Content-Length``, where hex digits of a fixed width cost the
+    request audit 3,000 instructions more and a code path of their own, cold on every request
+    (``bench/RESULTS.md``, session 14)."""
     if us is None:
         us = time.time_ns() // 1000
-    return f"{us:014x}{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFF:06x}"
+    return f"{us}{_ID_PREFIX}{next(_ID_COUNTER)}"
 
 
 @dataclass
