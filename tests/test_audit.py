@@ -608,3 +608,32 @@ def test_a_shipped_spool_makes_its_next_spare_segment_off_the_request_path(tmp_p
     assert segments() == 3  # the full one (sealed), the current one, a new spare
     spool.close(committed=True)
     assert segments() == 1  # the full one waits for the shipper; the spare is gone
+
+
+def test_event_ids_are_fhir_ids_unique_time_first_and_new_in_a_forked_worker() -> None:
+    """An event id is the AuditEvent's id: a valid FHIR id, unique within a process (two in
+    one microsecond too) and across forked workers (which share their parent's counter), and
+    ordered by time first (the chain's and the resources' unique indexes grow at their
+    right edge)."""
+    import re
+
+    from ehr.security.audit import new_event_id
+
+    us = 1796031201504630
+    a, b, later = new_event_id(us), new_event_id(us), new_event_id(us + 1)
+    assert len({a, b, later}) == 3
+    for i in (a, b, later, new_event_id()):
+        assert re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", i), i
+    assert a.startswith(str(us)) and later.startswith(str(us + 1))
+    assert a < later and b < later
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the forked worker)
+        os.write(write, new_event_id(us).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 200).decode()
+    os.close(read)
+    os.close(write)
+    assert theirs.startswith(str(us)) and theirs != b
+    assert theirs[len(str(us)) : len(str(us)) + 12] != b[len(str(us)) : len(str(us)) + 12]
