@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -26,7 +27,14 @@ from test_security_support import (
 from ehr.model import stamp
 from ehr.search.indexer import extract
 from ehr.security import AuditRecord, AuditTrail, verify_audit_chain
-from ehr.security.audit import WRITER_THREAD, block_lines, chain_events, event_of, index_rows
+from ehr.security.audit import (
+    WRITER_THREAD,
+    block_lines,
+    chain_events,
+    event_of,
+    index_rows,
+    new_event_id,
+)
 from ehr.security.spool import Spool, read_segment
 from ehr.security.tables import audit_chain
 from ehr.storage.tables import resources
@@ -615,11 +623,8 @@ def test_event_ids_are_fhir_ids_unique_time_first_and_new_in_a_forked_worker() -
     one microsecond too) and across forked workers (which share their parent's counter), and
     ordered by time first (the chain's and the resources' unique indexes grow at their
     right edge)."""
-    import re
-
-    from ehr.security.audit import new_event_id
-
     us = 1796031201504630
+    time_digits = len(str(us))
     a, b, later = new_event_id(us), new_event_id(us), new_event_id(us + 1)
     assert len({a, b, later}) == 3
     for i in (a, b, later, new_event_id()):
@@ -636,4 +641,5 @@ def test_event_ids_are_fhir_ids_unique_time_first_and_new_in_a_forked_worker() -
     os.close(read)
     os.close(write)
     assert theirs.startswith(str(us)) and theirs != b
-    assert theirs[len(str(us)) : len(str(us)) + 12] != b[len(str(us)) : len(str(us)) + 12]
+    prefix = slice(time_digits, time_digits + 12)  # (the per-process part)
+    assert theirs[prefix] != b[prefix]

@@ -144,6 +144,8 @@ SECURITY_TYPES = {
 
 
 _ID_PREFIX = os.urandom(6).hex()
+#: from 1,000,000: seven digits, so one process's ids of one microsecond sort by their count
+#: (for its first 9 million events; past that a tie in time may sort out of count order)
 _ID_COUNTER = itertools.count(1_000_000)
 
 
